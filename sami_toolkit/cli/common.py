@@ -1,0 +1,36 @@
+"""Helpers shared by the CLI command modules (kept light: click and stdlib at import time)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr (humans get tables and progress there; machines get ``--json`` on stdout)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def override_option(func: Callable) -> Callable:
+    """``-o key.sub=value`` options (repeatable), typed by YAML rules: numbers, booleans, lists."""
+    return click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override a config value, e.g. -o train.lr=5e-5 -o sampler.options.stop=[\"###\"].")(func)
+
+
+def exit_with(code: int) -> None:
+    sys.exit(int(code))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install sami-kit, every first-party plugin under plugins/ (editable) and the test tools into ./.venv.
+# Idempotent: a second run only checks. Override the environment location with SAMI_KIT_VENV.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${SAMI_KIT_VENV:-.venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+python -m pip install -q --upgrade pip
+# The local CPU build of torch (an unpinned torch would download a multi-GB CUDA build).
+python -m pip install -q "torch==2.13.0"
+args=(-e ".[dev,lora]")
+for dir in plugins/*/; do
+  [ -f "$dir/pyproject.toml" ] && args+=(-e "$dir")
+done
+python -m pip install -q "${args[@]}"
+echo "sami-kit installed in $VENV ($(sami-kit --version))"
