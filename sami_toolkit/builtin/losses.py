@@ -1,5 +1,20 @@
-"""Built-in plugin: losses (an ordinary hookimpl module; component classes are imported inside the hooks)."""
+"""Built-in plugin: the SAMI losses (spec §1.3).
+
+An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.loss_components` (light: torch is
+imported only when a loss is called) and are imported inside the hook, so loading plugins stays cheap.
+"""
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_losses(register: Any) -> None:
+    from sami_toolkit.loss_components import SamiConstitutionsLoss, SamiLoss, SamiResponsesLoss
+
+    register(SamiLoss, aliases=("two-sided",))
+    register(SamiResponsesLoss)
+    register(SamiConstitutionsLoss)

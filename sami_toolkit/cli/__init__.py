@@ -13,7 +13,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import ExitCode, SamiKitError
+from ..errors import SamiKitError
 from ..hookspecs import COMPONENT_HOOKS
 
 #: command name -> "module:attribute" (a click command, or a factory called with the command name)
@@ -46,6 +46,17 @@ class LazyGroup(click.Group):
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's command must not break the CLI
             click.echo(f"sami-kit: warning: a plugin failed in register_commands: {type(exc).__name__}: {exc}", err=True)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Map sami-kit errors to one ``Error:`` line and their documented exit code (also under CliRunner)."""
+        try:
+            return super().invoke(ctx)
+        except SamiKitError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            click.echo("Interrupted; work written so far is kept (rerun with --resume where supported).", err=True)
+            ctx.exit(130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -90,19 +101,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI and maps sami-kit errors to one line and their exit code."""
     try:
-        cli.main(args=argv, prog_name="sami-kit", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except SamiKitError as exc:
+        cli.main(args=argv, prog_name="sami-kit")  # standalone: click maps usage errors to exit 2
+    except SamiKitError as exc:  # raised outside a command, e.g. a strict-mode plugin failure while listing --help
         click.echo(f"Error: {exc}", err=True)
         sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        click.echo("Interrupted; work written so far is kept (rerun with --resume where supported).", err=True)
-        sys.exit(130)
-    sys.exit(0)

@@ -1,11 +1,117 @@
-"""``sami-kit config``: placeholder until implemented."""
+"""``sami-kit config validate | schema``: check a run/eval config without running it, and print its JSON schema.
+
+``validate`` is what you run before launching a long job (or in CI on a config repository): it loads the YAML,
+applies ``-o`` overrides exactly as ``sami-kit run`` would, validates it, and prints one line per problem as
+``FILE:LINE: field.path: what is wrong (got ...)``, exiting 2.  Only click and the standard library are imported at
+module level; the config models are imported when a command runs.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import click
 
+from .common import override_option
+from .user_errors import handle_user_errors
 
-@click.command("config")
+KINDS = ("run", "eval")
+
+#: kind -> "module:Class" of its pydantic model (or the class itself; tests substitute small models here)
+CONFIG_MODELS: dict[str, Any] = {
+    "run": "sami_toolkit.run_config:RunConfig",
+    "eval": "sami_toolkit.eval_config:EvalConfig",
+}
+
+
+def config_model(kind: str) -> Any:
+    """The pydantic model class for ``kind``; a clear error if this installation lacks it."""
+    from ..errors import ConfigError, InfrastructureError
+
+    if kind not in CONFIG_MODELS:
+        raise ConfigError(f"unknown config kind '{kind}': use one of {', '.join(KINDS)}")
+    target = CONFIG_MODELS[kind]
+    if not isinstance(target, str):
+        return target
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise InfrastructureError(f"{kind} configs are not available: module {module_name} is missing from "
+                                      "this sami-kit installation (reinstall sami-kit)") from None
+        raise InfrastructureError(f"{kind} configs are not available: importing {module_name} needs the missing "
+                                  f"module '{exc.name}' (install it, or reinstall sami-kit)") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise InfrastructureError(f"{kind} configs are not available: {module_name} has no {attr} "
+                                  "(reinstall sami-kit)") from None
+
+
+def detect_kind(data: Any, requested: str | None, file: str) -> str:
+    """``--kind`` if given, else the file's top-level ``kind:`` key, else ``run``; a disagreement is an error."""
+    from ..config import yaml_line_of
+    from ..errors import ConfigError
+
+    declared = data.get("kind") if isinstance(data, dict) else None
+    if declared is not None and declared not in KINDS:
+        line = yaml_line_of(file, ["kind"])
+        raise ConfigError(f"{file}:{line}: kind: must be one of {', '.join(KINDS)} (got {declared!r})")
+    if requested and declared and requested != declared:
+        raise ConfigError(f"{file}: --kind {requested} given, but the file says kind: {declared}")
+    return requested or declared or "run"
+
+
+def validate_file(path: str, kind: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> tuple[str, Any]:
+    """Load, override and validate a config file; returns ``(kind, model instance)`` or raises ConfigError."""
+    from ..config import apply_overrides, load_yaml, validate_model
+    from ..errors import ConfigError
+
+    data = load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+    kind = detect_kind(data, kind, path)
+    model = config_model(kind)
+    if "kind" in data and "kind" not in getattr(model, "model_fields", {}):
+        data = {k: v for k, v in data.items() if k != "kind"}  # a selector, not a field of this model
+    data = apply_overrides(data, overrides)
+    return kind, validate_model(model, data, file=path)
+
+
+@click.group("config")
 def config() -> None:
-    """(not implemented yet)"""
-    raise click.UsageError("'sami-kit config' is not implemented yet")
+    """Validate run/eval configs and print their JSON schema."""
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(KINDS), default=None,
+              help="Which config this is (default: the file's top-level 'kind:' key, else run).")
+@override_option
+@handle_user_errors
+def validate_cmd(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
+    """Check FILE (with any -o overrides applied); exit 0 if valid, else 2 with one line per problem."""
+    from ..errors import ConfigError
+
+    try:
+        kind_used, _ = validate_file(file, kind, overrides)
+    except ConfigError as exc:
+        # one ``FILE:LINE: field: problem`` line each, no "Error:" prefix, so editors and grep can jump to them
+        click.echo(str(exc), err=True)
+        sys.exit(int(exc.exit_code))
+    click.echo(f"{file}: OK ({kind_used} config)")
+
+
+@config.command("schema")
+@click.option("--kind", type=click.Choice(KINDS), default="run", show_default=True, help="Which config.")
+@handle_user_errors
+def schema_cmd(kind: str) -> None:
+    """Print the JSON schema of a config (every key, its type, default and description)."""
+    import json
+
+    click.echo(json.dumps(config_model(kind).model_json_schema(), indent=2))

@@ -1,0 +1,176 @@
+"""One vLLM engine per model path, loaded lazily and shut down explicitly.
+
+The expert-iteration loop samples with a *new* checkpoint every iteration (spec §2.1: responses at iteration η come
+from π_{η-1}), and the trainer needs the same GPU between sampling rounds.  vLLM pre-allocates most of the GPU for
+its KV cache (``gpu_memory_utilization``) and does not give it back on ``del``, so :class:`VLLMEngine` keeps at
+most one engine alive, tears it down completely before loading another path, and exposes :meth:`close` for the
+loop to call before training.
+
+``vllm`` is imported inside functions only: the plugin must register (and ``sami-kit samplers list`` must work) in
+the core's CPU environment, where vLLM is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sami_toolkit.components import ComponentOptions
+from sami_toolkit.errors import InfrastructureError
+
+logger = logging.getLogger("sami_kit_vllm")
+
+#: where the install instructions live (shown in every "vllm is missing" message)
+INSTALL_HINT = ("vLLM needs its own GPU environment: pip install -e . -e 'plugins/sami-kit-vllm[gpu]' "
+                "-r plugins/sami-kit-vllm/requirements-gpu.txt (see docs/vllm.md)")
+
+
+def import_vllm() -> Any:
+    """Import and return the ``vllm`` module, or raise :class:`InfrastructureError` (exit 4) with an install hint."""
+    try:
+        import vllm
+    except ImportError as exc:
+        raise InfrastructureError(f"the vLLM backend is not available: {exc}", hint=INSTALL_HINT) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a CUDA/torch mismatch raised while importing vllm
+        raise InfrastructureError(f"importing vllm failed: {type(exc).__name__}: {exc}", hint=INSTALL_HINT) from None
+    return vllm
+
+
+class VLLMEngineOptions(ComponentOptions):
+    """How the ``vllm.LLM`` engine is built (passed through to ``vllm.LLM(...)``)."""
+
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs to shard the model over (spec §2.3 used 1-4).")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of each GPU vLLM may take for weights + KV cache. Lower it when "
+                                     "another process (e.g. a trainer) shares the GPU.")
+    enable_prefix_caching: bool = Field(
+        True, description="Reuse the KV cache of shared prompt prefixes: SAMI prompts for one query share the "
+                          "long instruction + post and differ only in the constitution.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Weight/activation dtype; 'auto' = the checkpoint's dtype (spec §2.3).")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Longest prompt + response (tokens); None = the model's own limit. Lower it to "
+                                 "leave more memory for the KV cache.")
+    seed: int = Field(0, description="Engine seed (and per-request seed when temperature > 0).")
+    trust_remote_code: bool = Field(False, description="Allow model repositories to run their own Python code.")
+    enforce_eager: bool = Field(
+        False, description="Disable CUDA graphs: faster start-up, slower decoding; useful for tiny or "
+                           "short-lived engines.")
+    swap_space: float | None = Field(
+        None, ge=0, description="CPU swap space per GPU in GiB (vLLM's default when None; not passed at all).")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments for vllm.LLM(...) (advanced; passed as-is).")
+
+    def llm_kwargs(self, model_path: str) -> dict[str, Any]:
+        """The exact keyword arguments given to ``vllm.LLM``; optional settings are left out when unset so that
+        vLLM's own defaults (which change between releases) apply."""
+        kwargs: dict[str, Any] = {
+            "model": model_path,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "enable_prefix_caching": self.enable_prefix_caching,
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "trust_remote_code": self.trust_remote_code,
+        }
+        if self.max_model_len is not None:
+            kwargs["max_model_len"] = self.max_model_len
+        if self.enforce_eager:
+            kwargs["enforce_eager"] = True
+        if self.swap_space is not None:
+            kwargs["swap_space"] = self.swap_space
+        kwargs.update(self.engine_kwargs)
+        return kwargs
+
+
+class VLLMEngine:
+    """Holds at most one ``vllm.LLM``; :meth:`get` loads it for a model reference, replacing a different one."""
+
+    def __init__(self, options: VLLMEngineOptions) -> None:
+        self.options = options
+        self.llm: Any = None
+        self.model_path: str | None = None
+
+    def get(self, model: str) -> Any:
+        """Return the engine for ``model`` (hub id, directory, ``.gguf`` or ``smollm2``), loading it if needed.
+
+        References are resolved with :func:`sami_toolkit.models.resolve_model`, so a ``.gguf`` file or the embedded
+        ``smollm2`` model is converted once to a safetensors directory that vLLM can load."""
+        from sami_toolkit.models import resolve_model
+
+        path = resolve_model(model)
+        if self.llm is not None and path == self.model_path:
+            return self.llm
+        self.close()  # a new checkpoint: free the old engine's GPU memory first
+        vllm = import_vllm()
+        kwargs = self.options.llm_kwargs(path)
+        logger.info("loading vLLM engine for %s", path)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - no GPU, OOM, unsupported architecture...
+            self.close()
+            raise InfrastructureError(f"vLLM could not load model '{model}': {type(exc).__name__}: {exc}",
+                                      hint="check the GPU (nvidia-smi), gpu_memory_utilization and max_model_len; "
+                                           "close other engines or trainers on the same GPU") from None
+        self.model_path = path
+        return self.llm
+
+    def tokenizer(self) -> Any:
+        """The loaded engine's Hugging Face tokenizer (the one vLLM itself tokenises text prompts with)."""
+        if self.llm is None:
+            raise RuntimeError("VLLMEngine.tokenizer() called before get()")
+        return self.llm.get_tokenizer()
+
+    def close(self) -> None:
+        """Shut the engine down and give its GPU memory back (safe to call repeatedly).
+
+        Order matters: stop the engine-core process, drop our reference, destroy vLLM's distributed state
+        (``cleanup_dist_env_and_memory`` where the release has it, else ``destroy_model_parallel`` +
+        ``destroy_distributed_environment``), then ``gc.collect()`` and ``torch.cuda.empty_cache()``."""
+        llm, self.llm, self.model_path = self.llm, None, None
+        if llm is None:
+            return
+        _shutdown(llm)
+        del llm
+        _destroy_distributed_state()
+        gc.collect()
+        with contextlib.suppress(Exception):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _shutdown(llm: Any) -> None:
+    """Stop the engine's worker processes through whichever API this vLLM release offers."""
+    shutdown = getattr(llm, "shutdown", None)  # LLM.shutdown() in recent releases
+    if not callable(shutdown):
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)  # V1 engine core client
+        shutdown = getattr(core, "shutdown", None)
+    if callable(shutdown):
+        try:
+            shutdown()
+        except Exception as exc:  # noqa: BLE001 - teardown must not mask the caller's result
+            logger.warning("vLLM engine shutdown failed: %s: %s", type(exc).__name__, exc)
+
+
+def _destroy_distributed_state() -> None:
+    try:
+        from vllm import distributed
+    except Exception:  # noqa: BLE001 - nothing to destroy
+        return
+    try:
+        cleanup = getattr(distributed, "cleanup_dist_env_and_memory", None)
+        if callable(cleanup):
+            cleanup()
+            return
+        for name in ("destroy_model_parallel", "destroy_distributed_environment"):
+            fn = getattr(distributed, name, None)
+            if callable(fn):
+                fn()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("vLLM distributed cleanup failed: %s: %s", type(exc).__name__, exc)

@@ -1,0 +1,116 @@
+"""``EvalConfig``: the YAML (or flag-built) configuration of ``sami-kit eval compare``.
+
+One model per file so ``sami-kit config schema`` and the CLI share the same validation and error messages
+(unknown keys are errors, every field is described). A side of the comparison is either a checkpoint whose
+responses are generated with a sampler, or a responses JSONL produced elsewhere (design §2: every arrow is a
+file, so ``eval compare`` can judge outputs of any tool).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentSpec(_Strict):
+    """A registered component by name, with its options."""
+
+    name: str = Field(description="Registered component name (see `sami-kit <kind> list`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The component's options "
+                                                                     "(`sami-kit <kind> show NAME` lists them).")
+
+
+class SideConfig(_Strict):
+    """One side of the comparison: a model to sample from, or a file of ready-made responses."""
+
+    model: str | None = Field(None, description="Model reference (hub id, local directory, .gguf file or "
+                                                "'smollm2') whose responses are generated with `sampler`.")
+    sampler: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="hf"),
+                                   description="Sampler used to generate this side's responses from `model`.")
+    responses: Path | None = Field(None, description="JSONL of ready-made responses, one "
+                                                     '{"id", "prompt", "response"} object per line.')
+    label: str | None = Field(None, description="Name shown in reports (default: the model or file name).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SideConfig":
+        if (self.model is None) == (self.responses is None):
+            raise ValueError("give exactly one of `model` (generate responses) or `responses` (a JSONL file)")
+        return self
+
+    @property
+    def display(self) -> str:
+        return self.label or (self.model if self.model is not None else Path(str(self.responses)).name)
+
+
+class PromptsConfig(_Strict):
+    """Where the prompts come from: a registered query source, or a JSONL file."""
+
+    name: str | None = Field(None, description="Registered query source (see `sami-kit query-sources list`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the query source.")
+    path: Path | None = Field(None, description='JSONL of prompts, one {"id", "prompt"} object per line '
+                                                '("text" is accepted for "prompt").')
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PromptsConfig":
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of `name` (a query source) or `path` (a prompts JSONL)")
+        return self
+
+
+class OutputConfig(_Strict):
+    """Where results are written (all optional; stderr always gets the summary table)."""
+
+    judgments: Path | None = Field(None, description="Per-item judgments JSONL (outcome, lengths, position, raw "
+                                                     "judge text, error). Default: none unless `dir` is set.")
+    dir: Path | None = Field(None, description="Directory for judgments.jsonl, summary.json, generated "
+                                               "responses and the baseline response cache.")
+    json: Path | None = Field(None, description="Write the JSON summary to this file (`--json` prints it).")
+    junit: Path | None = Field(None, description="JUnit XML with one testcase for the gate (failure = regression).")
+    markdown: Path | None = Field(None, description="Markdown summary, e.g. for $GITHUB_STEP_SUMMARY.")
+    html: Path | None = Field(None, description="Self-contained HTML page with the statistics and every "
+                                                "judged pair (model text escaped).")
+
+
+class EvalConfig(_Strict):
+    """Configuration of ``sami-kit eval compare``: candidate vs baseline, judged under a constitution."""
+
+    candidate: SideConfig = Field(description="The checkpoint under test (or its responses).")
+    baseline: SideConfig = Field(description="The reference it must not regress against (or its responses).")
+    prompts: PromptsConfig | None = Field(None, description="Prompt set; optional when both sides are "
+                                                            "response files (their prompts are used).")
+    task: str = Field("generic", description="Prompt/judge templates: 'tldr', 'hh-rlhf' or 'generic'.")
+    principles: str | None = Field(None, description="Principle set name or YAML path; the judge's constitution "
+                                                     "is its all-positive constitution (spec §8.2).")
+    principle_names: list[str] | None = Field(None, description="Use only these principles of the set.")
+    constitution: str | None = Field(None, description="Explicit constitution text (overrides `principles`).")
+    judge: ComponentSpec = Field(description="Pairwise judge, e.g. {name: litellm, options: {model: gpt-4o}}.")
+    seed: int = Field(1, description="Seed for judge positions (spec §8.3 uses 1) and principle-order shuffles.")
+    both_orders: bool = Field(False, description="Judge each pair in both orders (MT-Bench reconciliation; "
+                                                 "gives a position-consistency rate; doubles judge cost).")
+    shuffle_principles: bool = Field(True, description="Shuffle the principle order per item (spec §8.2).")
+    metric: Literal["win_rate", "lc_win_rate", "balanced_win_rate"] = Field(
+        "win_rate", description="Metric the gate decides on.")
+    margin: float = Field(0.0, ge=0.0, lt=0.5, description="Non-inferiority margin M (fraction): pass if the 95% "
+                                                            "CI lower bound >= 0.5 - M; fail if the upper < 0.5 - M.")
+    ties: Literal["half", "loss", "drop"] = Field("half", description="Tie policy of the raw win rate "
+                                                                      "(spec §8.4b).")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap replicates for the LC win-rate CI.")
+    length_tokenizer: str | None = Field(None, description="Model reference whose tokenizer counts response "
+                                                           "lengths (default: the candidate model; words if "
+                                                           "neither side is a model).")
+    max_cost: float | None = Field(None, gt=0, description="Judge budget in USD, passed to the judge's "
+                                                           "`max_cost` (exit 4 when it would be crossed).")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Output files.")
+
+    @model_validator(mode="after")
+    def _constitution_source(self) -> "EvalConfig":
+        if self.constitution is None and self.principles is None:
+            raise ValueError("give `principles` (a set name or YAML path) or an explicit `constitution` text: "
+                             "the judge compares responses under a constitution")
+        return self
