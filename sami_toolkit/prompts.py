@@ -69,7 +69,7 @@ class PromptTemplates(BaseModel):
     def _check_placeholders(cls, value: str | None, info: ValidationInfo) -> str | None:
         # checked when templates are loaded from a config, not half-way through a run
         if value is not None:
-            check_placeholders(value, TEMPLATE_PLACEHOLDERS[info.field_name], what="template", error=ValueError)
+            check_placeholders(value, TEMPLATE_PLACEHOLDERS[info.field_name], what="", error=ValueError)
         return value
 
 
@@ -85,10 +85,11 @@ def check_placeholders(template: str, required: set[str] | frozenset[str], *, wh
     missing = sorted(set(required) - found)
     extra = sorted(found - set(required))
     allowed = ", ".join("{" + p + "}" for p in sorted(required)) or "none"
+    prefix = f"{what}: " if what else ""
     if missing:
-        raise error(f"{what}: missing placeholder {{{missing[0]}}} (needs: {allowed})")
+        raise error(f"{prefix}missing placeholder {{{missing[0]}}} (needs: {allowed})")
     if extra:
-        raise error(f"{what}: unknown placeholder {{{extra[0]}}} (allowed: {allowed})")
+        raise error(f"{prefix}unknown placeholder {{{extra[0]}}} (allowed: {allowed})")
 
 
 def fill_template(template: str, *, what: str = "template", **values: str) -> str:

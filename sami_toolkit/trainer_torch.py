@@ -60,13 +60,7 @@ class TorchTrainer(Trainer):
                 optimizer.zero_grad(set_to_none=True)
                 metrics = T.sami_step(model, tokenizer, batch, settings, loss_fn=loss_fn,
                                       reference_model=reference)
-                if settings.max_grad_norm is not None:
-                    norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
-                else:
-                    norm = T.grad_norm(params)
-                lr = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
+                lr, norm = T.apply_update(params, optimizer, scheduler, settings)
                 record = T.step_metrics(step, lr, norm, time.perf_counter() - started, metrics)
                 history.append(record)
                 progress.update(step, record)

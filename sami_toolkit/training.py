@@ -289,6 +289,22 @@ def grad_norm(parameters: Any) -> float:
     return float(torch.nn.utils.get_total_norm(grads, norm_type=2.0))
 
 
+def apply_update(params: Sequence[Any], optimizer: Any, scheduler: Any, settings: TrainSettings) -> tuple[float, float]:
+    """Clip (if ``max_grad_norm`` is set, spec §10.5), step the optimizer and the schedule, zero the gradients.
+    Returns ``(lr used for this step, global gradient norm before clipping)``."""
+    import torch
+
+    if settings.max_grad_norm is not None:
+        norm = float(torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm))
+    else:
+        norm = grad_norm(params)
+    lr = float(optimizer.param_groups[0]["lr"])
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return lr, norm
+
+
 # --------------------------------------------------------------------------------------------- the model
 def load_policy(request: TrainRequest, device: str) -> tuple[Any, Any]:
     """Load the base weights fresh (spec §2.1: every iteration restarts from π_BASE), in the dtype the precision

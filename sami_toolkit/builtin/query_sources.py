@@ -2,4 +2,16 @@
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_query_sources(register: Any) -> None:
+    from sami_toolkit.query_sources import CsvSource, HHRLHFSource, JsonlSource, TLDRSource
+
+    register(HHRLHFSource, aliases=("hh",))
+    register(TLDRSource, aliases=("summarize_from_feedback",))
+    register(JsonlSource)
+    register(CsvSource)

@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_samplers(register: Any) -> None:
+    from sami_toolkit.sampler_hf import HFSampler
+
+    register(HFSampler, aliases=("transformers",))

@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Benchmark SAMI scoring layouts on SmolLM2-135M (a script, not a test).
+
+For C constitutions per query, P prompt tokens and R tokens per response (random token ids), it times one
+forward+backward step (median of ``--repeats`` after one warm-up step) and records the peak resident memory
+(``ru_maxrss`` of a fresh subprocess per variant: tracemalloc cannot see torch's allocations) for:
+
+  bare         (a) forward+backward of the naive C² batch with ``labels=input_ids`` (the reference code's cost)
+  naive        (b) ``score_token_ids(layout="naive")`` + two-sided SAMI loss, backward
+  packed       (c) ``score_token_ids(layout="packed")`` + two-sided SAMI loss, backward
+  bare-packed  (d) forward+backward with ``labels=input_ids`` of the *packed-shape* batch (C rows of P + C·R
+               tokens, plain causal mask) — the run-loop throughput baseline: tokens/s of (c) ÷ tokens/s of (d)
+
+Usage::
+
+    python bench/bench_scoring.py                 # C=2,4 × fp32,bf16, 3 repeats
+    python bench/bench_scoring.py --quick         # C=2 bf16, 1 repeat (smoke run)
+    python bench/bench_scoring.py --c 4 --dtype bf16 --repeats 5 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+VARIANTS = ("bare", "naive", "packed", "bare-packed")
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """Run one variant in this (fresh) process and print one JSON line."""
+    import contextlib
+
+    import torch
+
+    from sami_toolkit.losses import sami_loss
+    from sami_toolkit.models import load_model
+    from sami_toolkit.scoring import ScoringOptions, score_token_ids
+
+    torch.manual_seed(0)
+    model = load_model(args.model)
+    model.train()
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    vocab = model.config.vocab_size
+    c, p_len, r_len = args.c, args.p, args.r
+    # token ids in [10, vocab) avoid special tokens (BOS/EOS/pad are small ids in SmolLM2's vocabulary)
+    prompts = [[torch.randint(10, vocab, (p_len,)).tolist() for _ in range(c)]]
+    responses = [[torch.randint(10, vocab, (r_len,)).tolist() for _ in range(c)]]
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if args.dtype == "bf16" else contextlib.nullcontext())
+
+    if args.variant == "bare":
+        ids = torch.tensor([prompts[0][k] + responses[0][j] for k in range(c) for j in range(c)])
+    elif args.variant == "bare-packed":
+        ids = torch.tensor([prompts[0][k] + sum(responses[0], []) for k in range(c)])
+    tokens = {"bare": c * c * (p_len + r_len), "naive": c * c * (p_len + r_len),
+              "packed": c * (p_len + c * r_len), "bare-packed": c * (p_len + c * r_len)}[args.variant]
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            if args.variant in ("bare", "bare-packed"):
+                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            else:
+                options = ScoringOptions(layout=args.variant, reduction="mean")
+                scores = score_token_ids(model, prompts, responses, options)
+                loss = sami_loss(scores)
+        loss.backward()
+
+    times = []
+    for i in range(args.repeats + 1):
+        start = time.perf_counter()
+        step()
+        if i > 0:  # the first step is a warm-up (allocator, autocast weight caches)
+            times.append(time.perf_counter() - start)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"variant": args.variant, "c": c, "dtype": args.dtype, "times": times,
+                      "median_s": statistics.median(times), "tokens": tokens,
+                      "peak_rss_gb": peak_kb / 1024**2, "loaded_rss_gb": rss_loaded / 1024**2}))
+
+
+def _run_variant(args: argparse.Namespace, c: int, dtype: str, variant: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--variant", variant, "--c", str(c),
+           "--dtype", dtype, "--repeats", str(args.repeats), "--p", str(args.p), "--r", str(args.r),
+           "--model", args.model]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"variant {variant} C={c} {dtype} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--c", type=int, nargs="+", default=[2, 4], help="constitutions per query")
+    parser.add_argument("--dtype", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant (median reported)")
+    parser.add_argument("--p", type=int, default=300, help="prompt tokens")
+    parser.add_argument("--r", type=int, default=60, help="tokens per response")
+    parser.add_argument("--model", default="smollm2", help="model reference (default: embedded SmolLM2-135M)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: C=2, bf16, 1 repeat")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.c = args.c[0] if isinstance(args.c, list) else args.c
+        args.dtype = args.dtype[0] if isinstance(args.dtype, list) else args.dtype
+        _worker(args)
+        return
+    if args.quick:
+        args.c, args.dtype, args.repeats = [2], ["bf16"], 1
+
+    from sami_toolkit.models import resolve_model
+
+    resolve_model(args.model)  # convert the embedded GGUF once, outside the timed subprocesses
+    results = []
+    print(f"P={args.p} R={args.r} model={args.model} repeats={args.repeats} threads={os.cpu_count()}", flush=True)
+    header = f"{'C':>2} {'dtype':>5} {'variant':>12} {'s/step':>8} {'tok/s':>8} {'peak GB':>8}"
+    print(header, flush=True)
+    for c in args.c:
+        for dtype in args.dtype:
+            row: dict[str, dict] = {}
+            for variant in args.variants:
+                r = _run_variant(args, c, dtype, variant)
+                row[variant] = r
+                results.append(r)
+                print(f"{c:>2} {dtype:>5} {variant:>12} {r['median_s']:>8.2f} {r['tokens'] / r['median_s']:>8.0f} "
+                      f"{r['peak_rss_gb']:>8.2f}", flush=True)
+            if "bare" in row and "packed" in row:
+                a, p = row["bare"], row["packed"]
+                print(f"   C={c} {dtype}: speed-up bare/packed = {a['median_s'] / p['median_s']:.2f}x, "
+                      f"memory packed/bare = {p['peak_rss_gb'] / a['peak_rss_gb']:.2f}x", flush=True)
+            if "bare" in row and "naive" in row:
+                a, n = row["bare"], row["naive"]
+                print(f"   C={c} {dtype}: speed-up bare/naive = {a['median_s'] / n['median_s']:.2f}x", flush=True)
+            if "bare-packed" in row and "packed" in row:
+                d, p = row["bare-packed"], row["packed"]
+                print(f"   C={c} {dtype}: throughput packed SAMI / bare f+b of the same batch = "
+                      f"{(p['tokens'] / p['median_s']) / (d['tokens'] / d['median_s']):.2f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

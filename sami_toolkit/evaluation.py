@@ -1,0 +1,399 @@
+"""Per-checkpoint evaluation: :class:`EvalContext` and the built-in evaluators ``mi`` and ``win-rate``.
+
+The loop calls ``get_component("evaluators", name, options).evaluate(context)`` once per iteration; each
+evaluator writes its per-item results under ``context.out_dir`` and returns flat metric keys that the report
+reads from ``iterations/<t>/metrics.json`` (names listed in :data:`METRIC_KEYS`):
+
+* ``mi`` (spec §1.6): every constitution of the set, one greedy response each, a C×C matrix of **sum**
+  log-probs under the evaluated model with the **training** prompt, and four estimators per query — the paper's
+  ``mi_paper`` (not a bound), ``mi_infonce`` (two-sided), ``mi_infonce_constitutions`` (the headline: a valid
+  lower bound on I(Y; C | x)) and ``mi_infonce_responses`` — plus response lengths, each as mean ± SEM.
+* ``win-rate`` (spec §8.2–§8.5): the all-positive constitution, responses from the evaluated model and from the
+  base model (cached: they do not change between iterations) and optionally an instruct model, judged pairwise;
+  raw, balanced and logistic length-corrected rates with SEM/CI, and judge health.
+
+Heavy imports (torch, transformers) happen inside methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+from pydantic import Field
+
+from .components import ComponentOptions, Evaluator, Query
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .components import Judge, Sampler
+    from .principles import PrincipleSet
+    from .prompts import PromptTemplates
+
+#: metric keys the evaluators put in ``metrics.json`` (the report and the loop rely on these names)
+METRIC_KEYS: tuple[str, ...] = (
+    "mi_paper", "mi_paper_sem", "mi_infonce", "mi_infonce_sem", "mi_infonce_constitutions",
+    "mi_infonce_constitutions_sem", "mi_infonce_responses", "mi_infonce_responses_sem", "mean_length_tokens",
+    "mean_length_tokens_sem", "mi_n_queries", "mi_n_constitutions",
+    # per comparator X in {base, instruct}:
+    "win_rate_vs_X", "win_rate_vs_X_sem", "win_rate_vs_X_ci_low", "win_rate_vs_X_ci_high", "win_rate_vs_X_n",
+    "win_rate_vs_X_failures", "balanced_win_rate_vs_X", "balanced_win_rate_vs_X_sem", "logistic_win_rate_vs_X",
+    "logistic_win_rate_vs_X_sem", "lc_win_rate_vs_X", "lc_win_rate_vs_X_ci_low", "lc_win_rate_vs_X_ci_high",
+    "judge_health_vs_X", "judge_cost",
+)
+
+
+@dataclass
+class EvalContext:
+    """Everything an evaluator needs for one checkpoint."""
+
+    model: str  #: the checkpoint being evaluated (π_η): a model reference
+    base_model: str | None  #: π_BASE (win rates are against it; None skips that comparison)
+    queries: list[Query]
+    principle_set: "PrincipleSet | None"
+    templates: "PromptTemplates | None"
+    task: str
+    sampler: "Sampler"
+    judge: "Judge | None"
+    out_dir: Path
+    seed: int
+    baseline_model: str | None = None  #: optional second comparator, e.g. an instruct model
+    options: dict[str, Any] = field(default_factory=dict)  #: free-form: cache_dir, progress (callable) ...
+
+
+# -------------------------------------------------------------------------------------------- shared helpers
+def resolve_templates(task: str, templates: "PromptTemplates | None") -> "PromptTemplates":
+    if templates is not None:
+        return templates
+    from .prompts import get_templates
+
+    return get_templates(task)
+
+
+def positive_constitution(pset: "PrincipleSet", names: Sequence[str] | None = None) -> str:
+    """The all-definition constitution (spec §8.2), rendered as a numbered list."""
+    from .constitutions import Constitution
+
+    chosen = list(names) if names else [p.name for p in pset.principles]
+    for name in chosen:
+        pset.get(name)
+    return Constitution.positive(chosen).render(pset)
+
+
+def shuffled(text: str, rng: random.Random, enabled: bool = True) -> str:
+    """Principle order shuffled (spec §2.8), or the text unchanged."""
+    if not enabled:
+        return text
+    from .constitutions import shuffle_constitution
+
+    return shuffle_constitution(text, rng)
+
+
+def generation_prompts(templates: "PromptTemplates", queries: Sequence[Query], constitutions: Sequence[str],
+                       *, template: str | None = None, instruct: bool = False) -> list[str]:
+    """One generation prompt per (query, constitution text)."""
+    from .prompts import build_prompt, format_instruct_question, format_question
+
+    tmpl = template if template is not None else templates.generation
+    fmt = format_instruct_question if instruct else format_question
+    return [build_prompt(tmpl, constitution=c, question=fmt(templates, q.text)) for q, c in zip(queries, constitutions)]
+
+
+def generate(sampler: "Sampler", model: str, prompts: Sequence[str], *, task: str, templates: "PromptTemplates",
+             label: str = "generating", postprocess: bool = True) -> list[str]:
+    """Sample one response per prompt with rich progress on stderr, then post-process (spec §2.7)."""
+    from .postprocess import postprocess_response
+
+    raw = _with_progress(lambda cb: sampler.generate(model, list(prompts), progress=cb), len(prompts), label)
+    if len(raw) != len(prompts):
+        from .errors import InfrastructureError
+
+        raise InfrastructureError(f"sampler '{sampler.name}' returned {len(raw)} responses for {len(prompts)} prompts")
+    return [postprocess_response(task, r, templates) for r in raw] if postprocess else list(raw)
+
+
+def _with_progress(fn: Callable[[Callable[[int], None]], Any], total: int, label: str) -> Any:
+    """Run ``fn(progress_callback)`` under a rich progress bar on stderr (quiet when stderr is not a TTY)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task_id = bar.add_task(label, total=total)
+        return fn(lambda n=1: bar.advance(task_id, n))
+
+
+def token_lengths(texts: Sequence[str], tokenizer_ref: str | None) -> tuple[list[int], str]:
+    """Response lengths and their unit. With a tokenizer: ``len(tokenizer.encode(text))`` (special tokens
+    included, as the paper counted with BOS, spec §8.3); without: whitespace words."""
+    if tokenizer_ref is None:
+        return [len(t.split()) for t in texts], "words"
+    from .models import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_ref)
+    return [len(tok.encode(t)) for t in texts], f"tokens ({tokenizer_ref})"
+
+
+def _hash(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def cached_generate(cache_dir: Path, sampler: "Sampler", model: str, prompts: Sequence[str], *, task: str,
+                    templates: "PromptTemplates", label: str) -> list[str]:
+    """:func:`generate` with a file cache keyed by (model, sampler name and options, prompts): the base model's
+    responses are identical at every iteration, so they are sampled once (spec §8.2 uses greedy decoding)."""
+    options = sampler.options.model_dump() if hasattr(sampler.options, "model_dump") else {}
+    key = _hash(model, sampler.name, options, list(prompts))
+    path = Path(cache_dir) / f"responses-{key}.jsonl"
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(rows) == len(prompts):
+            return [r["response"] for r in rows]
+    responses = generate(sampler, model, prompts, task=task, templates=templates, label=label)
+    write_jsonl(path, [{"prompt": p, "response": r, "model": model} for p, r in zip(prompts, responses)])
+    return responses
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write atomically (temp file + rename) so an interrupted run never leaves half a file."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _progress_label(context: EvalContext, text: str) -> str:
+    return f"{text} [{Path(str(context.model)).name}]"
+
+
+# ------------------------------------------------------------------------------------------------ MI
+class MIEvaluator(Evaluator):
+    """Mutual information of responses and constitutions (spec §1.6): paper estimator and InfoNCE bounds."""
+
+    name = "mi"
+
+    class Options(ComponentOptions):
+        principle_names: list[str] | None = Field(None, description="Principles whose 2^k constitutions are "
+                                                                    "contrasted (default: every principle).")
+        batch_size: int = Field(2, ge=1, description="Queries per scoring micro-batch (each is C×C sequences).")
+        dtype: Literal["float32", "bfloat16"] = Field("float32", description="Scoring precision (bfloat16 is "
+                                                                             "faster on CPUs with bf16).")
+        device: str = Field("cpu", description="Torch device for scoring, e.g. 'cuda'.")
+        max_length: int | None = Field(None, ge=2, description="Truncate prompt+response to this many tokens.")
+        shuffle_principles: bool = Field(True, description="Shuffle principle order per prompt (spec §1.6 step 3).")
+        file_name: str = Field("mi.jsonl", description="Per-query results file under the context's out_dir.")
+
+    def evaluate(self, context: EvalContext) -> dict[str, Any]:
+        import torch
+
+        from .constitutions import all_constitutions
+        from .losses import infonce_mi, paper_mi
+        from .models import load_model, load_tokenizer
+        from .prompts import build_prompt, format_question
+        from .scoring import ScoringOptions, score_matrix
+        from .stats import mean_sem
+
+        if context.principle_set is None:
+            raise ConfigError("the 'mi' evaluator needs a principle set (its constitutions are contrasted)")
+        if not context.queries:
+            raise ConfigError("the 'mi' evaluator got no queries")
+        pset = context.principle_set
+        templates = resolve_templates(context.task, context.templates)
+        constitutions = all_constitutions(pset, self.options.principle_names)
+        texts = [c.render(pset) for c in constitutions]
+        C = len(texts)
+        rng = random.Random(context.seed)
+        queries = list(context.queries)
+
+        # 1-2. one greedy response per (query, constitution) from the evaluated model, generation prompt
+        gen_const = [shuffled(t, rng, self.options.shuffle_principles) for _ in queries for t in texts]
+        gen_queries = [q for q in queries for _ in texts]
+        prompts = generation_prompts(templates, gen_queries, gen_const)
+        flat = generate(context.sampler, context.model, prompts, task=context.task, templates=templates,
+                        label=_progress_label(context, "MI: generating"))
+        if hasattr(context.sampler, "close"):
+            context.sampler.close()
+        responses = [flat[i * C:(i + 1) * C] for i in range(len(queries))]
+
+        # 3. score every (constitution k, response j) with the TRAINING prompt, sum log-probs, same model
+        tokenizer = load_tokenizer(context.model)
+        model = load_model(context.model, dtype=self.options.dtype, device=self.options.device)
+        model.eval()
+        scoring = ScoringOptions(reduction="sum", max_length=self.options.max_length)
+        rows: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        usable = [i for i, rs in enumerate(responses) if all(r.strip() for r in rs)]
+        skipped = [queries[i].id for i in range(len(queries)) if i not in set(usable)]
+        bs = self.options.batch_size
+
+        def score_all(advance: Callable[[int], None]) -> None:
+            for start in range(0, len(usable), bs):
+                idx = usable[start:start + bs]
+                batch_prompts = [[build_prompt(templates.training,
+                                               constitution=shuffled(t, rng, self.options.shuffle_principles),
+                                               question=format_question(templates, queries[i].text))
+                                  for t in texts] for i in idx]
+                batch_responses = [responses[i] for i in idx]
+                with torch.no_grad():
+                    scores = score_matrix(model, tokenizer, batch_prompts, batch_responses, scoring)
+                    scores = scores.float()
+                    est = {"mi_paper": paper_mi(scores, reduction="none"),
+                           "mi_infonce": infonce_mi(scores, variant="both", reduction="none"),
+                           "mi_infonce_constitutions": infonce_mi(scores, variant="constitutions", reduction="none"),
+                           "mi_infonce_responses": infonce_mi(scores, variant="responses", reduction="none")}
+                for b, i in enumerate(idx):
+                    lengths = [len(tokenizer.encode(r)) for r in responses[i]]
+                    rows.append({"id": queries[i].id, **{k: float(v[b]) for k, v in est.items()},
+                                 "length_tokens": lengths[0], "length_tokens_all": lengths,
+                                 "constitutions": [c.label() for c in constitutions],
+                                 "responses": responses[i], "scores": scores[b].tolist()})
+                advance(len(idx))
+
+        _with_progress(score_all, len(usable), _progress_label(context, "MI: scoring"))
+        del model
+        out_path = Path(context.out_dir) / self.options.file_name
+        write_jsonl(out_path, rows)
+
+        result: dict[str, Any] = {"mi_n_queries": len(rows), "mi_n_constitutions": C,
+                                  "mi_skipped_queries": len(skipped), "mi_file": str(out_path)}
+        for key in ("mi_paper", "mi_infonce", "mi_infonce_constitutions", "mi_infonce_responses"):
+            result[key], result[f"{key}_sem"] = mean_sem([r[key] for r in rows])
+        # response length of the all-positive constitution (constitution 0, spec §8.6), in tokens
+        result["mean_length_tokens"], result["mean_length_tokens_sem"] = mean_sem([r["length_tokens"] for r in rows])
+        if skipped:
+            result["mi_note"] = (f"{len(skipped)} query(ies) skipped: an empty response cannot be scored "
+                                 f"({', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''})")
+        return result
+
+
+# ------------------------------------------------------------------------------------------------ win rate
+class WinRateEvaluator(Evaluator):
+    """Judge the checkpoint against the base (and optionally an instruct) model under the all-positive
+    constitution (spec §8): raw, balanced and logistic length-corrected win rates with SEM/CI, judge health."""
+
+    name = "win-rate"
+
+    class Options(ComponentOptions):
+        principle_names: list[str] | None = Field(None, description="Principles of the all-positive constitution "
+                                                                    "(default: every principle of the set).")
+        both_orders: bool = Field(False, description="Judge each pair in both orders (position consistency).")
+        ties: Literal["half", "loss", "drop"] = Field("half", description="Tie policy of the raw rate (§8.4b).")
+        bootstrap: int = Field(1000, ge=0, description="Bootstrap replicates for the LC win-rate CI.")
+        cache_dir: str | None = Field(None, description="Where base-model responses are cached (default: the "
+                                                        "context's options['cache_dir'], else out_dir).")
+        length_tokenizer: str | None = Field(None, description="Tokenizer (model reference) that counts lengths "
+                                                               "(default: the base model's, else the model's).")
+        instruct_prompt: bool = Field(True, description="Prompt the instruct comparator with the task's instruct "
+                                                        "template (spec §7.4) when it has one.")
+        shuffle_principles: bool = Field(True, description="Shuffle principle order per item (spec §8.2).")
+
+    def evaluate(self, context: EvalContext) -> dict[str, Any]:
+        from .judging import ComparisonPair, judge_pairs
+        from .prompts import format_judge_query
+        from .stats import compute_stats, items_from_records, judge_health
+
+        if context.principle_set is None:
+            raise ConfigError("the 'win-rate' evaluator needs a principle set (for the all-positive constitution)")
+        if context.judge is None:
+            raise ConfigError("the 'win-rate' evaluator needs a judge")
+        templates = resolve_templates(context.task, context.templates)
+        constitution = positive_constitution(context.principle_set, self.options.principle_names)
+        queries = list(context.queries)
+        # One shuffled order per item shared by every model (the paper's eval files share one order, §10.10),
+        # which also keeps the base responses' cache valid across iterations.
+        rng = random.Random(context.seed)
+        gen_const = [shuffled(constitution, rng, self.options.shuffle_principles) for _ in queries]
+        judge_const = [shuffled(constitution, rng, self.options.shuffle_principles) for _ in queries]
+        prompts = generation_prompts(templates, queries, gen_const)
+        out_dir = Path(context.out_dir)
+        cache_dir = Path(self.options.cache_dir or context.options.get("cache_dir") or out_dir)
+
+        comparators = [("base", context.base_model, False), ("instruct", context.baseline_model, True)]
+        comparators = [(label, ref, instruct) for label, ref, instruct in comparators if ref]
+        if not comparators:
+            raise ConfigError("the 'win-rate' evaluator needs a base_model or a baseline_model to compare against")
+        result: dict[str, Any] = {"judge_cost": 0.0}
+        candidate = None
+        tokenizer_ref = self.options.length_tokenizer or context.base_model or context.model
+        for label, ref, instruct in comparators:
+            key = f"win_rate_vs_{label}"
+            if ref == context.model:  # iteration 0 against itself: the chance reference, no judging
+                result.update({key: 0.5, f"{key}_sem": 0.0, f"{key}_note": "model is the comparator"})
+                continue
+            if candidate is None:
+                candidate = generate(context.sampler, context.model, prompts, task=context.task,
+                                     templates=templates, label=_progress_label(context, "win rate: candidate"))
+            if instruct and self.options.instruct_prompt and templates.instruct:
+                cmp_prompts = generation_prompts(templates, queries, gen_const, template=templates.instruct,
+                                                 instruct=True)
+            else:
+                cmp_prompts = prompts
+            baseline = cached_generate(cache_dir, context.sampler, ref, cmp_prompts, task=context.task,
+                                       templates=templates, label=f"win rate: {label} responses")
+            pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc,
+                                    candidate=c, baseline=b, task=context.task)
+                     for q, jc, c, b in zip(queries, judge_const, candidate, baseline)]
+            outcomes = _with_progress(
+                lambda cb: judge_pairs(context.judge, pairs, seed=context.seed, both_orders=self.options.both_orders,
+                                       progress=cb), len(pairs) * (2 if self.options.both_orders else 1),
+                f"judging vs {label}")
+            len_c, unit = token_lengths(candidate, tokenizer_ref)
+            len_b, _ = token_lengths(baseline, tokenizer_ref)
+            records = judgment_records(pairs, outcomes, len_c, len_b, length_unit=unit)
+            write_jsonl(out_dir / f"{key}.jsonl", records)
+            stats = compute_stats(items_from_records(records), ties=self.options.ties,
+                                  bootstrap=self.options.bootstrap, seed=context.seed)
+            health = judge_health(items_from_records(records), judge_model=context.judge.model_name,
+                                  candidate_model=context.model, baseline_model=ref)
+            result.update(flatten_stats(stats, suffix=f"_vs_{label}"))
+            result[f"judge_health_vs_{label}"] = health
+            result["judge_cost"] += sum(o.cost for o in outcomes)
+        result["length_unit"] = f"tokens ({tokenizer_ref})"
+        return result
+
+
+def judgment_records(pairs: Sequence[Any], outcomes: Sequence[Any], len_test: Sequence[int],
+                     len_baseline: Sequence[int], *, length_unit: str = "tokens",
+                     prompts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per-item judgment rows: the ``eval stats`` input format plus everything needed to audit a verdict."""
+    rows = []
+    for i, (pair, o) in enumerate(zip(pairs, outcomes)):
+        rows.append({"id": pair.id, "outcome": o.outcome, "failed": o.outcome is None, "error": o.error,
+                     "len_test": len_test[i], "len_baseline": len_baseline[i], "length_unit": length_unit,
+                     "candidate_position": o.candidate_position, "verdicts": list(o.verdicts), "raw": list(o.raw),
+                     "cost": o.cost, "cached": o.cached,
+                     "prompt": prompts[i] if prompts is not None else pair.query, "constitution": pair.constitution,
+                     "candidate": pair.candidate, "baseline": pair.baseline})
+    return rows
+
+
+def flatten_stats(stats: Any, *, suffix: str) -> dict[str, Any]:
+    """:class:`~sami_toolkit.stats.WinRateStats` as flat ``metrics.json`` keys (``win_rate_vs_base`` ...)."""
+    d = stats.to_dict()
+    out = {f"win_rate{suffix}": d["win_rate"], f"win_rate{suffix}_sem": d["sem"],
+           f"win_rate{suffix}_ci_low": d["ci_low"], f"win_rate{suffix}_ci_high": d["ci_high"],
+           f"win_rate{suffix}_n": d["n"], f"win_rate{suffix}_failures": d["failures"],
+           f"win_rate{suffix}_ties": d["ties"],
+           f"balanced_win_rate{suffix}": d["balanced_win_rate"], f"balanced_win_rate{suffix}_sem": d["balanced_sem"],
+           f"logistic_win_rate{suffix}": d["logistic_win_rate"], f"logistic_win_rate{suffix}_sem": d["logistic_sem"],
+           f"lc_win_rate{suffix}": d["lc_win_rate"], f"lc_win_rate{suffix}_ci_low": d["lc_ci_low"],
+           f"lc_win_rate{suffix}_ci_high": d["lc_ci_high"],
+           f"mean_length_tokens_candidate{suffix}": d["mean_len_test"],
+           f"mean_length_tokens{suffix}_comparator": d["mean_len_baseline"]}
+    if d["notes"]:
+        out[f"win_rate{suffix}_notes"] = d["notes"]
+    return out
