@@ -121,27 +121,65 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------------------ validation
-def format_validation_error(exc: "ValidationError", *, prefix: str = "", file: str | Path | None = None) -> str:
-    """One line per problem: ``FILE[:LINE]: field.path: what is wrong (got ...)``."""
+def _fields_at(model_cls: Any, loc: Sequence[str | int]) -> list[str]:
+    """Field names of the (nested) pydantic model that ``loc`` points into, for "did you mean" hints."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def model_in(annotation: Any) -> Any:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        for arg in typing.get_args(annotation):
+            found = model_in(arg)
+            if found is not None:
+                return found
+        return None
+
+    current = model_cls
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        current = model_in(field.annotation)
+    return list(current.model_fields) if current is not None else []
+
+
+def format_validation_error(exc: "ValidationError", *, prefix: str = "", file: str | Path | None = None,
+                            model: Any = None) -> str:
+    """One line per problem: ``FILE[:LINE]: field.path: what is wrong (got ...)``, in file order.
+
+    With ``model`` (the validated class), a misspelt key also gets "did you mean '<field>'?".
+    """
+    import difflib
+
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         field_path = ".".join(([prefix] if prefix else []) + loc) or "(top level)"
-        msg = err.get("msg", "invalid value")
+        msg = str(err.get("msg", "invalid value"))
+        for noise in ("Value error, ", "Assertion failed, "):
+            msg = msg.removeprefix(noise)
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (not allowed here; check the spelling, `sami-kit config schema` lists every key)"
+            if model is not None and loc:
+                close = difflib.get_close_matches(loc[-1], _fields_at(model, err["loc"][:-1]), n=1, cutoff=0.6)
+                if close:
+                    msg = f"unknown key; did you mean '{close[0]}'? (`sami-kit config schema` lists every key)"
         elif err.get("type") == "missing":
             msg = "required field is missing"
         got = err.get("input")
         got_text = ""
         if err.get("type") not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
             got_text = f" (got {got!r})"
-        where = ""
+        where, line = "", None
         if file is not None:
             line = yaml_line_of(file, err.get("loc", ()))
             where = f"{file}:{line}: " if line else f"{file}: "
-        lines.append(f"{where}{field_path}: {msg}{got_text}")
-    return "\n".join(lines)
+        lines.append((line or 0, f"{where}{field_path}: {msg}{got_text}"))
+    return "\n".join(text for _, text in sorted(lines, key=lambda item: item[0]))
 
 
 def validate_model(model_cls: "type[M]", data: Any, *, file: str | Path | None = None) -> "M":
@@ -155,7 +193,7 @@ def validate_model(model_cls: "type[M]", data: Any, *, file: str | Path | None =
     try:
         return model_cls.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, file=file)) from None
+        raise ConfigError(format_validation_error(exc, file=file, model=model_cls)) from None
 
 
 def load_config(path: str | Path, model_cls: "type[M]", overrides: Sequence[str] = ()) -> "M":

@@ -70,13 +70,17 @@ def _cut(text: str, markers: Sequence[str]) -> str:
     return text[:end]
 
 
-def postprocess_response(task: str, raw: str, templates: "PromptTemplates", *, cot: bool = False) -> str:
+def postprocess_response(task: str, raw: str, templates: "PromptTemplates", *, cot: bool = False,
+                         instruct: bool = False, add_prefix: bool = True) -> str:
     """The stored response for one raw generation (spec §2.7).
 
     - ``cot``: the text after the first ``"Summary:"`` up to the first blank line; ``""`` if there is none.
-    - otherwise: cut at the task's markers (tldr ``"Human:"``/``"###"``, hh ``"\\n\\nHuman"``/``"###"``) and the
+    - ``instruct`` (the instruct-model baseline, spec §7.4): no prefix is put back; tldr cuts only at ``"###"``,
+      hh uses the HH cut points.
+    - otherwise: cut at the task's markers (tldr ``"Human:"``/``"###"``, hh ``"\n\nHuman"``/``"###"``) and the
       templates' ``stop`` strings, strip, and put ``templates.response_prefix`` back in front (``"The post "`` for
-      tldr, whose generation prompt pre-fills it).  An empty continuation stays ``""`` (no bare prefix), so the
+      tldr, whose generation prompt pre-fills it; ``add_prefix=False`` when the prompt had no prefill, e.g. a
+      generation from the training prompt).  An empty continuation stays ``""`` (no bare prefix), so the
       ``"empty"`` filter catches it.
     """
     task = normalize_task(task)
@@ -85,9 +89,15 @@ def postprocess_response(task: str, raw: str, templates: "PromptTemplates", *, c
         if len(parts) < 2:
             return ""
         return parts[1].strip().split("\n\n")[0].strip()
-    body = _cut(raw, (*CUT_MARKERS[task], *templates.stop)).strip()
+    if instruct:
+        markers: tuple[str, ...] = ("###",) if task == "tldr" else (*CUT_MARKERS[task], *templates.stop)
+    else:
+        markers = (*CUT_MARKERS[task], *templates.stop)
+    body = _cut(raw, markers).strip()
     if not body:
         return ""
+    if instruct or not add_prefix:
+        return body
     return (templates.response_prefix + body).strip()
 
 

@@ -36,6 +36,14 @@ def test_cot_extracts_summary_until_blank_line():
     assert postprocess_response("tldr", "no summary marker at all", TLDR, cot=True) == ""
 
 
+def test_instruct_and_unprefilled_outputs_get_no_prefix():
+    # spec §7.4: TL;DR instruct outputs are stripped and cut at "###" only
+    raw = "  A user asks whether Human: Resources can fire them. ### extra"
+    assert postprocess_response("tldr", raw, TLDR, instruct=True) == "A user asks whether Human: Resources can fire them."
+    assert postprocess_response("hh-rlhf", " Sure.\n\nHuman: more", HH, instruct=True) == "Sure."
+    assert postprocess_response("tldr", " A summary.\n\nHuman: hi", TLDR, add_prefix=False) == "A summary."
+
+
 def test_generic_cuts_at_template_stop_strings():
     templates = get_templates("generic", {"stop": ["\nQ:"]})
     assert postprocess_response("generic", " An answer.\nQ: next question", templates) == "An answer."

@@ -23,7 +23,7 @@ def stdout_console() -> Any:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
 def override_option(func: Callable) -> Callable:

@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from .common import override_option
-from .user_errors import handle_user_errors
 
 KINDS = ("run", "eval")
 
@@ -26,15 +25,9 @@ CONFIG_MODELS: dict[str, Any] = {
 }
 
 
-def config_model(kind: str) -> Any:
-    """The pydantic model class for ``kind``; a clear error if this installation lacks it."""
-    from ..errors import ConfigError, InfrastructureError
+def _import(target: str, kind: str) -> Any:
+    from ..errors import InfrastructureError
 
-    if kind not in CONFIG_MODELS:
-        raise ConfigError(f"unknown config kind '{kind}': use one of {', '.join(KINDS)}")
-    target = CONFIG_MODELS[kind]
-    if not isinstance(target, str):
-        return target
     module_name, attr = target.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -49,6 +42,37 @@ def config_model(kind: str) -> Any:
     except AttributeError:
         raise InfrastructureError(f"{kind} configs are not available: {module_name} has no {attr} "
                                   "(reinstall sami-kit)") from None
+
+
+def config_model(kind: str) -> Any:
+    """The pydantic model class for ``kind``; a clear error if this installation lacks it."""
+    from ..errors import ConfigError
+
+    if kind not in CONFIG_MODELS:
+        raise ConfigError(f"unknown config kind '{kind}': use one of {', '.join(KINDS)}")
+    target = CONFIG_MODELS[kind]
+    return _import(target, kind) if isinstance(target, str) else target
+
+
+def _resolve_extends(model: Any, data: dict[str, Any], path: str) -> dict[str, Any]:
+    """Merge an ``extends:`` parent (preset or YAML file) the way the config's own loader does.
+
+    The model's module may provide ``resolve_extends(data, path) -> dict``; ``sami_toolkit.run_config``'s
+    ``deep_merge``/``_parent_data`` are used otherwise.  Without either, ``extends`` is validated like any key.
+    """
+    from pathlib import Path
+
+    if "extends" not in data or "extends" in getattr(model, "model_fields", {}):
+        return data
+    module = sys.modules.get(getattr(model, "__module__", ""))
+    resolver = getattr(module, "resolve_extends", None)
+    if callable(resolver):
+        return resolver(data, Path(path))
+    parent_data, deep_merge = getattr(module, "_parent_data", None), getattr(module, "deep_merge", None)
+    if callable(parent_data) and callable(deep_merge):
+        rest = {k: v for k, v in data.items() if k != "extends"}
+        return deep_merge(parent_data(str(data["extends"]), Path(path)), rest)
+    return data
 
 
 def detect_kind(data: Any, requested: str | None, file: str) -> str:
@@ -79,8 +103,18 @@ def validate_file(path: str, kind: str | None = None, overrides: tuple[str, ...]
     model = config_model(kind)
     if "kind" in data and "kind" not in getattr(model, "model_fields", {}):
         data = {k: v for k, v in data.items() if k != "kind"}  # a selector, not a field of this model
-    data = apply_overrides(data, overrides)
-    return kind, validate_model(model, data, file=path)
+    try:
+        data = _resolve_extends(model, data, path)
+        data = apply_overrides(data, overrides)
+        instance = validate_model(model, data, file=path)
+        check = getattr(instance, "check", None)
+        if callable(check):  # deeper checks a model may offer: component names, principle sets, templates
+            check()
+    except ConfigError as exc:  # e.g. an unknown preset, or raised inside a validator: name the file
+        if str(exc).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
+    return kind, instance
 
 
 @click.group("config")
@@ -93,7 +127,6 @@ def config() -> None:
 @click.option("--kind", type=click.Choice(KINDS), default=None,
               help="Which config this is (default: the file's top-level 'kind:' key, else run).")
 @override_option
-@handle_user_errors
 def validate_cmd(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
     """Check FILE (with any -o overrides applied); exit 0 if valid, else 2 with one line per problem."""
     from ..errors import ConfigError
@@ -109,7 +142,6 @@ def validate_cmd(file: str, kind: str | None, overrides: tuple[str, ...]) -> Non
 
 @config.command("schema")
 @click.option("--kind", type=click.Choice(KINDS), default="run", show_default=True, help="Which config.")
-@handle_user_errors
 def schema_cmd(kind: str) -> None:
     """Print the JSON schema of a config (every key, its type, default and description)."""
     import json

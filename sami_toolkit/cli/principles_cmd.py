@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from .principles_write_cmd import write
-from .user_errors import handle_user_errors
 
 
 @click.group("principles")
@@ -31,7 +30,6 @@ def _split_names(value: str | None) -> list[str] | None:
 
 @principles.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
-@handle_user_errors
 def list_cmd(as_json: bool) -> None:
     """List the principle sets shipped with sami-kit."""
     from ..principles import builtin_set_names, load_principle_set
@@ -67,7 +65,6 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--principles", "principle_names", metavar="A,B",
               help="Only these principles (comma-separated), e.g. for --constitutions on a large set.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-@handle_user_errors
 def show_cmd(name_or_path: str, show_constitutions: bool, principle_names: str | None, as_json: bool) -> None:
     """Show a principle set: its principles with definitions and antitheses."""
     from ..constitutions import all_constitutions
