@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from sami_toolkit.components import ComponentOptions
-from sami_toolkit.errors import InfrastructureError
+from sami_toolkit.errors import ConfigError, InfrastructureError
 
 logger = logging.getLogger("sami_kit_vllm")
 
@@ -143,6 +143,19 @@ class VLLMEngine:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def generate_checked(llm: Any, prompts: list, params: Any) -> list:
+    """``llm.generate`` with vLLM's errors as sami-kit errors: a request vLLM rejects (e.g. a prompt longer than
+    ``max_model_len``) is a configuration problem (exit 2); anything else is a backend failure (exit 4)."""
+    try:
+        return llm.generate(prompts, params, use_tqdm=False)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"vLLM rejected a request: {first}",
+                          hint="raise max_model_len, or shorten the prompts (evaluators: max_length)") from None
+    except Exception as exc:  # noqa: BLE001 - CUDA errors, a dead engine process...
+        raise InfrastructureError(f"vLLM generate failed: {type(exc).__name__}: {exc}") from None
 
 
 def _shutdown(llm: Any) -> None:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from sami_toolkit.components import Sampler
 
-from .engine import VLLMEngine, VLLMEngineOptions
+from .engine import VLLMEngine, VLLMEngineOptions, generate_checked
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -40,8 +40,10 @@ class VLLMSampler(Sampler):
                                                            "the paper set 0.9).")
         stop: list[str] = Field(default_factory=list, description="Strings that end a response; the response is "
                                                                    "cut before the first one.")
-        chunk_size: int = Field(1024, ge=1, description="Prompts per LLM.generate call; progress is reported after "
-                                                        "each chunk (vLLM batches within a chunk).")
+        batch_size: int = Field(1024, ge=1, description="Prompts per LLM.generate call, and per chunk a run writes "
+                                                        "to samples.jsonl (resume granularity). vLLM schedules a "
+                                                        "whole call at once, so keep it large; progress is "
+                                                        "reported after each call.")
 
     options: "VLLMSampler.Options"
 
@@ -71,10 +73,10 @@ class VLLMSampler(Sampler):
 
         params = self.sampling_params(import_vllm())
         out: list[str] = []
-        step = self.options.chunk_size
+        step = self.options.batch_size
         for start in range(0, len(prompts), step):
             chunk = prompts[start:start + step]
-            results = llm.generate(chunk, params, use_tqdm=False)
+            results = generate_checked(llm, chunk, params)
             if len(results) != len(chunk):
                 from sami_toolkit.errors import InfrastructureError
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 from sami_toolkit.errors import InfrastructureError
 
+from .engine import generate_checked
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -51,7 +53,7 @@ def _score_sequences(llm: Any, vllm: Any, sequences: Sequence[tuple[list[int], l
     for start in range(0, len(sequences), chunk_size):
         chunk = sequences[start:start + chunk_size]
         requests = [{"prompt_token_ids": p + r} for p, r, _ in chunk]
-        results = llm.generate(requests, params, use_tqdm=False)
+        results = generate_checked(llm, requests, params)
         if len(results) != len(chunk):
             raise InfrastructureError(f"vLLM returned {len(results)} outputs for {len(chunk)} scoring requests")
         for (p, r, scored), result in zip(chunk, results):

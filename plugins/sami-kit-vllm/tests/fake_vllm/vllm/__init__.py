@@ -134,36 +134,47 @@ class LLM:
         if isinstance(prompts, (str, dict)):
             prompts = [prompts]
         CALLS.append(("generate", id(self), list(prompts), params))
-        outputs = []
-        for prompt in prompts:
-            text, ids = self._prompt_ids(prompt)
+        parsed = [self._prompt_ids(prompt) for prompt in prompts]
+        for _, ids in parsed:
             if len(ids) + 1 > self.max_model_len:  # vLLM rejects prompts that leave no room to generate
                 raise ValueError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model length "
                                  f"of {self.max_model_len}.")
-            outputs.append(self._one(text, ids, params))
-        return outputs
+        logprobs = self._prompt_logprobs([ids for _, ids in parsed], params.prompt_logprobs)
+        return [self._one(text, ids, params, lp) for (text, ids), lp in zip(parsed, logprobs)]
 
-    def _one(self, text: str | None, ids: list[int], params: SamplingParams) -> RequestOutput:
+    def _prompt_logprobs(self, batch: list[list[int]], k: int | None) -> list[Any]:
+        """``prompt_logprobs`` of every request, from one right-padded forward pass (causal attention: padding on
+        the right never changes the real positions)."""
+        import torch
+
+        if k is None:
+            return [None] * len(batch)
+        width = max(len(ids) for ids in batch)
+        pad = self.tokenizer.eos_token_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+        with torch.no_grad():
+            logp = torch.log_softmax(self.model(input_ids=input_ids, attention_mask=mask).logits.float(), dim=-1)
+        out = []
+        for b, ids in enumerate(batch):
+            entries: list[dict[int, Logprob] | None] = [None]  # the first token has no context
+            for i in range(1, len(ids)):
+                row = logp[b, i - 1]
+                value = row[ids[i]].item()
+                entry = {ids[i]: Logprob(value, int((row > value).sum()) + 1, None)}
+                for r, (v, t) in enumerate(zip(*(x.tolist() for x in torch.topk(row, k))), 1) if k > 0 else ():
+                    entry.setdefault(int(t), Logprob(v, r, None))
+                entries.append(entry)
+            out.append(entries)
+        return out
+
+    def _one(self, text: str | None, ids: list[int], params: SamplingParams, prompt_logprobs: Any
+             ) -> RequestOutput:
         import torch
 
         self._counter += 1
-        input_ids = torch.tensor([ids])
-        prompt_logprobs = None
         with torch.no_grad():
-            if params.prompt_logprobs is not None:
-                logits = self.model(input_ids=input_ids).logits[0].float()
-                logp = torch.log_softmax(logits, dim=-1)
-                prompt_logprobs = [None]
-                for i in range(1, len(ids)):
-                    row = logp[i - 1]
-                    ranks = (row > row[ids[i]]).sum().item() + 1
-                    entry = {ids[i]: Logprob(row[ids[i]].item(), ranks, None)}
-                    if params.prompt_logprobs > 0:
-                        top = torch.topk(row, params.prompt_logprobs)
-                        for r, (v, t) in enumerate(zip(top.values.tolist(), top.indices.tolist()), 1):
-                            entry.setdefault(int(t), Logprob(v, r, None))
-                    prompt_logprobs.append(entry)
-            new = self._decode(input_ids, params)
+            new = self._decode(torch.tensor([ids]), params)
         out_text = self.tokenizer.decode(new, skip_special_tokens=params.skip_special_tokens)
         finish = "length"
         if new and new[-1] == self.tokenizer.eos_token_id and not params.ignore_eos:
