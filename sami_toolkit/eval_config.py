@@ -70,7 +70,8 @@ class OutputConfig(_Strict):
                                                      "judge text, error). Default: none unless `dir` is set.")
     dir: Path | None = Field(None, description="Directory for judgments.jsonl, summary.json, generated "
                                                "responses and the baseline response cache.")
-    json: Path | None = Field(None, description="Write the JSON summary to this file (`--json` prints it).")
+    summary: Path | None = Field(None, description="Write the JSON summary to this file (`--json` prints it); "
+                                                   "default `dir`/summary.json.")
     junit: Path | None = Field(None, description="JUnit XML with one testcase for the gate (failure = regression).")
     markdown: Path | None = Field(None, description="Markdown summary, e.g. for $GITHUB_STEP_SUMMARY.")
     html: Path | None = Field(None, description="Self-contained HTML page with the statistics and every "

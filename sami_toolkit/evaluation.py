@@ -17,6 +17,7 @@ Heavy imports (torch, transformers) happen inside methods.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -36,14 +37,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: metric keys the evaluators put in ``metrics.json`` (the report and the loop rely on these names)
 METRIC_KEYS: tuple[str, ...] = (
+    # mi
     "mi_paper", "mi_paper_sem", "mi_infonce", "mi_infonce_sem", "mi_infonce_constitutions",
     "mi_infonce_constitutions_sem", "mi_infonce_responses", "mi_infonce_responses_sem", "mean_length_tokens",
-    "mean_length_tokens_sem", "mi_n_queries", "mi_n_constitutions",
-    # per comparator X in {base, instruct}:
+    "mean_length_tokens_sem", "mi_n_queries", "mi_n_constitutions", "mi_skipped_queries", "mi_file", "mi_note",
+    # win-rate, per comparator X in {base, instruct}:
     "win_rate_vs_X", "win_rate_vs_X_sem", "win_rate_vs_X_ci_low", "win_rate_vs_X_ci_high", "win_rate_vs_X_n",
-    "win_rate_vs_X_failures", "balanced_win_rate_vs_X", "balanced_win_rate_vs_X_sem", "logistic_win_rate_vs_X",
-    "logistic_win_rate_vs_X_sem", "lc_win_rate_vs_X", "lc_win_rate_vs_X_ci_low", "lc_win_rate_vs_X_ci_high",
-    "judge_health_vs_X", "judge_cost",
+    "win_rate_vs_X_failures", "win_rate_vs_X_ties", "balanced_win_rate_vs_X", "balanced_win_rate_vs_X_sem",
+    "logistic_win_rate_vs_X", "logistic_win_rate_vs_X_sem", "lc_win_rate_vs_X", "lc_win_rate_vs_X_ci_low",
+    "lc_win_rate_vs_X_ci_high", "win_rate_vs_X_mean_len_test", "win_rate_vs_X_mean_len_comparator",
+    "win_rate_vs_X_notes", "win_rate_vs_X_prompt_note", "judge_health_vs_X", "judge_cost", "length_unit",
 )
 
 
@@ -148,19 +151,36 @@ def _hash(*parts: Any) -> str:
 
 
 def cached_generate(cache_dir: Path, sampler: "Sampler", model: str, prompts: Sequence[str], *, task: str,
-                    templates: "PromptTemplates", label: str) -> list[str]:
+                    templates: "PromptTemplates", label: str, postprocess: bool = True) -> list[str]:
     """:func:`generate` with a file cache keyed by (model, sampler name and options, prompts): the base model's
     responses are identical at every iteration, so they are sampled once (spec §8.2 uses greedy decoding)."""
     options = sampler.options.model_dump() if hasattr(sampler.options, "model_dump") else {}
-    key = _hash(model, sampler.name, options, list(prompts))
+    key = _hash(model, sampler.name, options, list(prompts), postprocess)
     path = Path(cache_dir) / f"responses-{key}.jsonl"
     if path.is_file():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         if len(rows) == len(prompts):
             return [r["response"] for r in rows]
-    responses = generate(sampler, model, prompts, task=task, templates=templates, label=label)
+    responses = generate(sampler, model, prompts, task=task, templates=templates, label=label,
+                         postprocess=postprocess)
     write_jsonl(path, [{"prompt": p, "response": r, "model": model} for p, r in zip(prompts, responses)])
     return responses
+
+
+def chat_prompts(model: str, messages: Sequence[str]) -> tuple[list[str], str | None]:
+    """Wrap user messages in ``model``'s chat template (spec §7.4: the instruct baseline is prompted through
+    its own chat template). Returns the prompts and a note when the raw messages had to be used instead."""
+    from .errors import InfrastructureError
+    from .models import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(model)
+    except InfrastructureError as exc:
+        return list(messages), f"chat template of '{model}' unavailable ({exc.message}); raw instruct prompts used"
+    if not getattr(tokenizer, "chat_template", None):
+        return list(messages), f"'{model}' has no chat template; raw instruct prompts used"
+    return [tokenizer.apply_chat_template([{"role": "user", "content": m}], tokenize=False,
+                                          add_generation_prompt=True) for m in messages], None
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -185,6 +205,7 @@ class MIEvaluator(Evaluator):
     """Mutual information of responses and constitutions (spec §1.6): paper estimator and InfoNCE bounds."""
 
     name = "mi"
+    description = "MI of responses and constitutions (spec §1.6): InfoNCE bounds and the paper's estimator."
 
     class Options(ComponentOptions):
         principle_names: list[str] | None = Field(None, description="Principles whose 2^k constitutions are "
@@ -192,6 +213,8 @@ class MIEvaluator(Evaluator):
         batch_size: int = Field(2, ge=1, description="Queries per scoring micro-batch (each is C×C sequences).")
         dtype: Literal["float32", "bfloat16"] = Field("float32", description="Scoring precision (bfloat16 is "
                                                                              "faster on CPUs with bf16).")
+        autocast: bool = Field(False, description="Score under bfloat16 autocast with float32 weights (about 3x "
+                                                  "faster on CPUs with bf16 support; scores stay float32).")
         device: str = Field("cpu", description="Torch device for scoring, e.g. 'cuda'.")
         max_length: int | None = Field(None, ge=2, description="Truncate prompt+response to this many tokens.")
         shuffle_principles: bool = Field(True, description="Shuffle principle order per prompt (spec §1.6 step 3).")
@@ -235,9 +258,8 @@ class MIEvaluator(Evaluator):
         model.eval()
         scoring = ScoringOptions(reduction="sum", max_length=self.options.max_length)
         rows: list[dict[str, Any]] = []
-        skipped: list[str] = []
         usable = [i for i, rs in enumerate(responses) if all(r.strip() for r in rs)]
-        skipped = [queries[i].id for i in range(len(queries)) if i not in set(usable)]
+        skipped = [q.id for i, q in enumerate(queries) if not all(r.strip() for r in responses[i])]
         bs = self.options.batch_size
 
         def score_all(advance: Callable[[int], None]) -> None:
@@ -248,7 +270,9 @@ class MIEvaluator(Evaluator):
                                                question=format_question(templates, queries[i].text))
                                   for t in texts] for i in idx]
                 batch_responses = [responses[i] for i in idx]
-                with torch.no_grad():
+                autocast = (torch.autocast(device_type=torch.device(self.options.device).type, dtype=torch.bfloat16)
+                            if self.options.autocast else contextlib.nullcontext())
+                with torch.no_grad(), autocast:
                     scores = score_matrix(model, tokenizer, batch_prompts, batch_responses, scoring)
                     scores = scores.float()
                     est = {"mi_paper": paper_mi(scores, reduction="none"),
@@ -286,6 +310,7 @@ class WinRateEvaluator(Evaluator):
     constitution (spec §8): raw, balanced and logistic length-corrected win rates with SEM/CI, judge health."""
 
     name = "win-rate"
+    description = "Judged win rates vs the base (and instruct) model (spec §8): raw, length-corrected, judge health."
 
     class Options(ComponentOptions):
         principle_names: list[str] | None = Field(None, description="Principles of the all-positive constitution "
@@ -302,7 +327,8 @@ class WinRateEvaluator(Evaluator):
         shuffle_principles: bool = Field(True, description="Shuffle principle order per item (spec §8.2).")
 
     def evaluate(self, context: EvalContext) -> dict[str, Any]:
-        from .judging import ComparisonPair, judge_pairs
+        from .compare import guarded_judge_pairs
+        from .judging import ComparisonPair
         from .prompts import format_judge_query
         from .stats import compute_stats, items_from_records, judge_health
 
@@ -337,20 +363,29 @@ class WinRateEvaluator(Evaluator):
             if candidate is None:
                 candidate = generate(context.sampler, context.model, prompts, task=context.task,
                                      templates=templates, label=_progress_label(context, "win rate: candidate"))
-            if instruct and self.options.instruct_prompt and templates.instruct:
-                cmp_prompts = generation_prompts(templates, queries, gen_const, template=templates.instruct,
-                                                 instruct=True)
+            chat = bool(instruct and self.options.instruct_prompt and templates.instruct)
+            if chat:  # spec §7.4: the instruct model gets its own chat-template prompt, no prefill
+                messages = generation_prompts(templates, queries, gen_const, template=templates.instruct,
+                                              instruct=True)
+                cmp_prompts, note = chat_prompts(ref, messages)
+                if note:
+                    result[f"win_rate_vs_{label}_prompt_note"] = note
             else:
                 cmp_prompts = prompts
             baseline = cached_generate(cache_dir, context.sampler, ref, cmp_prompts, task=context.task,
-                                       templates=templates, label=f"win rate: {label} responses")
+                                       templates=templates, label=f"win rate: {label} responses",
+                                       postprocess=not chat)
+            if chat:  # no prefill to restore; cut at the task's stop strings only
+                from .sampler_hf import cut_at_stop
+
+                baseline = [cut_at_stop(b, templates.stop).strip() for b in baseline]
             pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc,
                                     candidate=c, baseline=b, task=context.task)
                      for q, jc, c, b in zip(queries, judge_const, candidate, baseline)]
             outcomes = _with_progress(
-                lambda cb: judge_pairs(context.judge, pairs, seed=context.seed, both_orders=self.options.both_orders,
-                                       progress=cb), len(pairs) * (2 if self.options.both_orders else 1),
-                f"judging vs {label}")
+                lambda cb: guarded_judge_pairs(context.judge, pairs, seed=context.seed,
+                                               both_orders=self.options.both_orders, progress=cb),
+                len(pairs) * (2 if self.options.both_orders else 1), f"judging vs {label}")
             len_c, unit = token_lengths(candidate, tokenizer_ref)
             len_b, _ = token_lengths(baseline, tokenizer_ref)
             records = judgment_records(pairs, outcomes, len_c, len_b, length_unit=unit)
@@ -392,8 +427,13 @@ def flatten_stats(stats: Any, *, suffix: str) -> dict[str, Any]:
            f"logistic_win_rate{suffix}": d["logistic_win_rate"], f"logistic_win_rate{suffix}_sem": d["logistic_sem"],
            f"lc_win_rate{suffix}": d["lc_win_rate"], f"lc_win_rate{suffix}_ci_low": d["lc_ci_low"],
            f"lc_win_rate{suffix}_ci_high": d["lc_ci_high"],
-           f"mean_length_tokens_candidate{suffix}": d["mean_len_test"],
-           f"mean_length_tokens{suffix}_comparator": d["mean_len_baseline"]}
+           f"win_rate{suffix}_mean_len_test": d["mean_len_test"],
+           f"win_rate{suffix}_mean_len_comparator": d["mean_len_baseline"]}
     if d["notes"]:
         out[f"win_rate{suffix}_notes"] = d["notes"]
     return out
+
+
+#: public names for helpers other evaluators (e.g. the vLLM plugin's ``mi-vllm``) reuse
+with_progress = _with_progress
+progress_label = _progress_label

@@ -1,5 +1,19 @@
-"""Built-in plugin: evaluators (an ordinary hookimpl module; component classes are imported inside the hooks)."""
+"""Built-in plugin: the evaluators ``mi`` (spec §1.6) and ``win-rate`` (spec §8).
+
+An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.evaluation` and are imported inside
+the hook, so loading plugins stays cheap.
+"""
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_evaluators(register: Any) -> None:
+    from sami_toolkit.evaluation import MIEvaluator, WinRateEvaluator
+
+    register(MIEvaluator)
+    register(WinRateEvaluator, aliases=("win_rate", "winrate"))

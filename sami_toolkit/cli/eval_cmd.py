@@ -1,11 +1,284 @@
-"""``sami-kit eval``: placeholder until implemented."""
+"""``sami-kit eval stats | compare | mi``: win-rate statistics, the CI gate, and mutual information.
+
+Only click and the standard library are imported here; everything else is imported inside the commands.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
+from .common import override_option, print_json
 
-@click.command("eval")
+
+@click.group("eval")
 def eval_group() -> None:
-    """(not implemented yet)"""
-    raise click.UsageError("'sami-kit eval' is not implemented yet")
+    """Evaluate checkpoints: win-rate statistics, gated comparisons, mutual information.
+
+    \b
+    Exit codes: 0 pass, 1 regression (gate failed), 2 usage/config error, 3 inconclusive,
+    4 judge/infrastructure/budget error.
+    """
+
+
+# -------------------------------------------------------------------------------------------------- stats
+@eval_group.command("stats")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--ties", type=click.Choice(["half", "loss", "drop"]), default="half", show_default=True,
+              help="Tie policy of the raw win rate (spec §8.4b): 0.5, a loss, or dropped.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap replicates for the LC win-rate CI (0 = skip).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) -> None:
+    """Win-rate statistics of a judgment JSONL FILE.
+
+    Each line: {"outcome": 1|0|0.5|null, "len_test": int, "len_baseline": int}. null (or "failed": true) is a
+    failed judgment: counted separately, never as a verdict or a tie.
+    """
+    from ..stats import compute_stats, judge_health, load_items, p_value_label
+
+    items = load_items(file)
+    result = compute_stats(items, ties=ties, bootstrap=bootstrap, seed=seed)
+    # sami-kit's own judgment files record positions and per-order verdicts: add judge health for them
+    health = judge_health(items) if any(p is not None for p in items.position) else None
+    if as_json:
+        print_json({**result.to_dict(), **({"judge_health": health} if health else {})})
+        return
+    from rich.table import Table
+
+    from ..compare import stats_rows
+    from .common import stderr_console
+
+    console = stderr_console()
+    table = Table(title=f"{Path(file).name}: n={result.n} scored, {result.failures} failed "
+                        f"(W/T/L {result.wins}/{result.ties}/{result.losses})")
+    for col in ("metric", "value", "SEM", "95% CI"):
+        table.add_column(col)
+    for row in stats_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    t = "n/a" if result.t is None else f"{result.t:.2f}"
+    lt = "n/a" if result.logistic_t is None else f"{result.logistic_t:.2f}"
+    console.print(f"raw: t={t}, p {p_value_label(result.p_value)}; logistic: t={lt}, "
+                  f"p {p_value_label(result.logistic_p_value)}")
+    if result.mean_len_test is not None:
+        console.print(f"mean length: test {result.mean_len_test:.1f}, baseline {result.mean_len_baseline:.1f}")
+    if health:
+        from ..compare import health_rows
+
+        console.print("judge health: " + "; ".join(f"{k} {v}" for k, v in health_rows(health)))
+        for warning in health["warnings"]:
+            console.print(f"warning: {warning}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+# ------------------------------------------------------------------------------------------------ compare
+def _side(value: str | None, sampler: str | None, sampler_options: dict[str, Any]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if value.endswith(".jsonl"):
+        return {"responses": value}
+    side: dict[str, Any] = {"model": value}
+    if sampler:
+        side["sampler"] = {"name": sampler, "options": sampler_options}
+    return side
+
+
+def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    from ..config import parse_override
+
+    out: dict[str, Any] = {}
+    for text in pairs:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+@eval_group.command("compare")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="EvalConfig YAML file.")
+@override_option
+@click.option("--candidate", help="Candidate model reference, or a responses .jsonl file.")
+@click.option("--baseline", help="Baseline model reference, or a responses .jsonl file.")
+@click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False), help='Prompts JSONL {"id","prompt"}.')
+@click.option("--source", help="Query source name instead of --prompts (see `sami-kit query-sources list`).")
+@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+              help="Query source option, repeatable (e.g. --source-option split=test).")
+@click.option("--task", help="Templates: tldr, hh-rlhf or generic.")
+@click.option("--principles", help="Principle set name or YAML path (all-positive constitution).")
+@click.option("--constitution", help="Explicit constitution text, or @FILE to read it from a file.")
+@click.option("--judge", "judge_name", help="Judge name (e.g. litellm).")
+@click.option("--judge-option", "judge_options", multiple=True, metavar="KEY=VALUE",
+              help="Judge option, repeatable (e.g. --judge-option model=gpt-4o).")
+@click.option("--sampler", help="Sampler for model sides (default hf).")
+@click.option("--sampler-option", "sampler_options", multiple=True, metavar="KEY=VALUE", help="Sampler option.")
+@click.option("--seed", type=int, help="Seed for judge positions and principle shuffles (default 1).")
+@click.option("--both-orders/--one-order", default=None, help="Judge each pair in both orders.")
+@click.option("--metric", type=click.Choice(["win_rate", "lc_win_rate", "balanced_win_rate"]),
+              help="Metric the gate decides on (default win_rate).")
+@click.option("--margin", type=float, help="Non-inferiority margin as a fraction (e.g. 0.05).")
+@click.option("--ties", type=click.Choice(["half", "loss", "drop"]), help="Tie policy (default half).")
+@click.option("--bootstrap", type=click.IntRange(min=0), help="Bootstrap replicates (default 1000).")
+@click.option("--length-tokenizer", help="Model reference whose tokenizer counts response lengths.")
+@click.option("--max-cost", type=float, help="Judge budget in USD (exit 4 when it would be crossed).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Directory for judgments, responses, summary.")
+@click.option("--judgments", type=click.Path(dir_okay=False), help="Per-item judgments JSONL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON summary on stdout.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML (one testcase: the gate).")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Write a Markdown summary.")
+@click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML page.")
+def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: str | None, baseline: str | None,
+                prompts_path: str | None, source: str | None, source_options: tuple[str, ...], task: str | None,
+                principles: str | None,
+                constitution: str | None, judge_name: str | None, judge_options: tuple[str, ...],
+                sampler: str | None, sampler_options: tuple[str, ...], seed: int | None, both_orders: bool | None,
+                metric: str | None, margin: float | None, ties: str | None, bootstrap: int | None,
+                length_tokenizer: str | None, max_cost: float | None, out_dir: str | None, judgments: str | None,
+                as_json: bool, junit: str | None, markdown: str | None, html: str | None) -> None:
+    """Judge a candidate against a baseline and gate: exit 0 pass, 1 regression, 3 inconclusive.
+
+    \b
+    Gate on --metric with --margin M: pass if the 95% CI lower bound >= 0.5 - M,
+    regression if the upper bound < 0.5 - M, otherwise inconclusive.
+    """
+    from ..compare import print_summary, run_compare, write_outputs
+    from ..config import apply_overrides, load_yaml, validate_model
+    from ..errors import ConfigError
+    from ..eval_config import EvalConfig
+    from .common import exit_with, stderr_console
+
+    data: dict[str, Any] = {}
+    if config_path:
+        loaded = load_yaml(config_path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: the top level must be a mapping of keys to values")
+        data = dict(loaded or {})
+    s_opts = _kv(sampler_options, "sampler option")
+    for key, value in (("candidate", _side(candidate, sampler, s_opts)), ("baseline", _side(baseline, sampler, s_opts))):
+        if value is not None:
+            data[key] = value
+    if prompts_path and source:
+        raise ConfigError("give --prompts or --source, not both")
+    if prompts_path:
+        data["prompts"] = {"path": prompts_path}
+    elif source:
+        data["prompts"] = {"name": source, "options": _kv(source_options, "source option")}
+    elif source_options:
+        raise ConfigError("--source-option needs --source NAME")
+    if constitution is not None and constitution.startswith("@"):
+        cpath = Path(constitution[1:])
+        if not cpath.is_file():
+            raise ConfigError(f"--constitution {constitution}: no such file")
+        constitution = cpath.read_text(encoding="utf-8")
+    if judge_name or judge_options:
+        judge = dict(data.get("judge") or {})
+        if judge_name:
+            judge["name"] = judge_name
+        judge["options"] = {**dict(judge.get("options") or {}), **_kv(judge_options, "judge option")}
+        data["judge"] = judge
+    simple = {"task": task, "principles": principles, "constitution": constitution, "seed": seed,
+              "both_orders": both_orders, "metric": metric, "margin": margin, "ties": ties, "bootstrap": bootstrap,
+              "length_tokenizer": length_tokenizer, "max_cost": max_cost}
+    data.update({k: v for k, v in simple.items() if v is not None})
+    output = dict(data.get("output") or {})
+    for key, value in (("dir", out_dir), ("judgments", judgments), ("junit", junit), ("markdown", markdown),
+                       ("html", html)):
+        if value is not None:
+            output[key] = value
+    if output:
+        data["output"] = output
+    data = apply_overrides(data, overrides)
+    if "judge" not in data:
+        raise ConfigError("no judge: give --judge NAME (e.g. --judge litellm --judge-option model=gpt-4o) "
+                          "or `judge:` in --config")
+    config = validate_model(EvalConfig, data, file=config_path)
+    result = run_compare(config)
+    console = stderr_console()
+    written = write_outputs(result, config)
+    print_summary(result, console)
+    for path in written:
+        console.print(f"wrote {path}")
+    if as_json:
+        print_json(result.summary())
+    sys.stdout.flush()
+    exit_with(result.gate.exit_code)
+
+
+# ---------------------------------------------------------------------------------------------------- mi
+@eval_group.command("mi")
+@click.argument("checkpoint")
+@click.option("--principles", required=True, help="Principle set name or YAML path.")
+@click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False), help='Prompts JSONL {"id","prompt"}.')
+@click.option("--source", help="Query source name instead of --prompts.")
+@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+              help="Query source option, repeatable (e.g. --source-option split=test).")
+@click.option("--task", default="generic", show_default=True, help="Templates: tldr, hh-rlhf or generic.")
+@click.option("--sampler", default="hf", show_default=True, help="Sampler that generates the responses.")
+@click.option("--sampler-option", "sampler_options", multiple=True, metavar="KEY=VALUE", help="Sampler option.")
+@override_option
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N prompts.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the principle-order shuffles.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="mi-eval", show_default=True,
+              help="Directory for mi.jsonl (per-query estimates, scores and responses).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: str | None,
+           source_options: tuple[str, ...], task: str, sampler: str,
+           sampler_options: tuple[str, ...], overrides: tuple[str, ...], limit: int | None, seed: int, out_dir: str,
+           as_json: bool) -> None:
+    """Mutual information between responses and constitutions for CHECKPOINT (spec §1.6).
+
+    -o sets options of the 'mi' evaluator, e.g. -o batch_size=4 -o dtype=bfloat16 -o principle_names=[a,b].
+    """
+    from ..compare import load_prompts_file
+    from ..config import apply_overrides
+    from ..errors import ConfigError
+    from ..evaluation import EvalContext
+    from ..principles import load_principle_set
+    from ..registry import get_component
+    from .common import stderr_console
+
+    if bool(prompts_path) == bool(source):
+        raise ConfigError("give exactly one of --prompts FILE.jsonl or --source NAME")
+    if prompts_path:
+        queries = load_prompts_file(Path(prompts_path))
+    else:
+        queries = list(get_component("query-sources", source, _kv(source_options, "source option"),
+                                     where="--source-option").load())
+    if limit:
+        queries = queries[:limit]
+    if not queries:
+        raise ConfigError("no prompts to evaluate")
+    pset = load_principle_set(principles)
+    evaluator = get_component("evaluators", "mi", apply_overrides({}, overrides), where="mi options")
+    sampler_obj = get_component("samplers", sampler, _kv(sampler_options, "sampler option"),
+                                where="--sampler-option")
+    context = EvalContext(model=checkpoint, base_model=None, queries=queries, principle_set=pset, templates=None,
+                          task=task, sampler=sampler_obj, judge=None, out_dir=Path(out_dir), seed=seed)
+    metrics = evaluator.evaluate(context)
+    if as_json:
+        print_json(metrics)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"MI of {checkpoint}: {metrics['mi_n_queries']} queries x "
+                        f"{metrics['mi_n_constitutions']} constitutions (nats, ± SEM)")
+    table.add_column("estimator")
+    table.add_column("value")
+    for key, label in (("mi_infonce_constitutions", "InfoNCE, constitution side (headline bound)"),
+                       ("mi_infonce", "InfoNCE, two-sided"), ("mi_infonce_responses", "InfoNCE, response side"),
+                       ("mi_paper", "paper estimator (spec §1.6; not a bound)"),
+                       ("mean_length_tokens", "mean length, tokens")):
+        v, s = metrics.get(key), metrics.get(f"{key}_sem")
+        table.add_row(label, "n/a" if v is None else f"{v:.3f} ± {s or 0:.3f}")
+    console = stderr_console()
+    console.print(table)
+    if metrics.get("mi_note"):
+        console.print(f"note: {metrics['mi_note']}")
+    console.print(f"wrote {metrics['mi_file']}")

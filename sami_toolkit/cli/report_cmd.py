@@ -1,4 +1,4 @@
-"""``sami-kit report``: placeholder until implemented."""
+"""``sami-kit report RUN_DIR``: a self-contained HTML report of a run (click + stdlib at import time)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import click
 
 
 @click.command("report")
-def report() -> None:
-    """(not implemented yet)"""
-    raise click.UsageError("'sami-kit report' is not implemented yet")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Output file (default RUN_DIR/report.html).")
+def report(run_dir: str, out: str | None) -> None:
+    """Write an HTML report (Figure 2 panels, judge health, statistics, example responses) for RUN_DIR.
+
+    The page has no external assets and needs no JavaScript; missing pieces of the run are noted, not fatal.
+    """
+    from ..report import write_report
+
+    path = write_report(run_dir, out)
+    click.echo(f"wrote {path}", err=True)

@@ -1,0 +1,215 @@
+"""The ``mi`` and ``win-rate`` evaluators on a tiny random model (MI scoring is real; sampling and judging are
+scripted so the expected outcomes are known)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+from pydantic import Field
+
+from sami_toolkit import hookimpl
+from sami_toolkit.components import ComponentOptions, Judge, JudgeItem, Judgment, Query, Sampler
+from sami_toolkit.evaluation import EvalContext
+from sami_toolkit.principles import load_principle_set
+from sami_toolkit.registry import get_component
+
+CALLS: list[tuple[str, int]] = []
+
+
+class ConstitutionSampler(Sampler):
+    """Answers with the first principle line of the prompt's constitution (so responses depend on it);
+    responses of the model named 'candidate' carry a GOOD marker."""
+
+    name = "constitution-echo"
+
+    class Options(ComponentOptions):
+        words: int = Field(6, description="Words of the principle echoed.")
+
+    def generate(self, model: str, prompts: Sequence[str], *, progress: Any = None) -> list[str]:
+        CALLS.append((model, len(prompts)))
+        out = []
+        for p in prompts:
+            m = re.search(r"^1\. (.*)$", p, flags=re.MULTILINE)
+            text = " ".join((m.group(1) if m else "nothing").split()[: self.options.words])
+            out.append(("GOOD " if "candidate" in model else "") + f"I will {text.lower()}")
+        return out
+
+
+class MarkerJudge(Judge):
+    """Prefers the response with the GOOD marker."""
+
+    name = "marker"
+
+    class Options(ComponentOptions):
+        model: str = Field("marker-judge", description="Model name.")
+
+    def judge(self, items: Sequence[JudgeItem], *, progress: Any = None) -> list[Judgment]:
+        out = []
+        for item in items:
+            a, b = "GOOD" in item.response_a, "GOOD" in item.response_b
+            v = "A" if a and not b else "B" if b and not a else "tie"
+            out.append(Judgment(id=item.id, verdict=v, raw=f"Final Response: {v}", cost=0.001))
+        return out
+
+
+class Plugin:
+    @hookimpl
+    def register_samplers(self, register: Any) -> None:
+        register(ConstitutionSampler)
+
+    @hookimpl
+    def register_judges(self, register: Any) -> None:
+        register(MarkerJudge)
+
+
+@pytest.fixture
+def plugin(sami_kit_register_plugin):
+    sami_kit_register_plugin(Plugin(), "evaluator-test-plugin")
+    CALLS.clear()
+
+
+QUERIES = [Query(id=f"q{i}", text=f"How do I fix my bike, question number {i}?") for i in range(5)]
+
+
+def _context(tmp_path: Path, model: str, **kw: Any) -> EvalContext:
+    defaults = dict(model=model, base_model=None, queries=QUERIES, principle_set=load_principle_set("hh-rlhf"),
+                    templates=None, task="hh-rlhf", sampler=get_component("samplers", "constitution-echo"),
+                    judge=None, out_dir=tmp_path / "eval", seed=3)
+    defaults.update(kw)
+    return EvalContext(**defaults)
+
+
+def test_evaluators_are_registered():
+    from sami_toolkit.registry import get_registry
+
+    assert {"mi", "win-rate"} <= set(get_registry().names("evaluators"))
+    assert get_registry().get("evaluators", "win_rate").name == "win-rate"
+
+
+@pytest.mark.slow
+def test_mi_evaluator_on_tiny_model(plugin, tiny_model_dir, tmp_path):
+    import torch
+
+    from sami_toolkit.losses import infonce_mi, paper_mi
+
+    evaluator = get_component("evaluators", "mi", {"batch_size": 2})
+    metrics = evaluator.evaluate(_context(tmp_path, str(tiny_model_dir)))
+    assert metrics["mi_n_queries"] == 5 and metrics["mi_n_constitutions"] == 4
+    assert CALLS == [(str(tiny_model_dir), 20)]  # one response per (query, constitution), one call
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "mi.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q.id for q in QUERIES]
+    for r in rows:
+        s = torch.tensor(r["scores"])
+        assert s.shape == (4, 4) and bool((s < 0).all())  # SUM log-probs of multi-token responses
+        assert r["mi_paper"] == pytest.approx(float(paper_mi(s, reduction="none")), abs=1e-4)
+        assert r["mi_infonce_constitutions"] == pytest.approx(
+            float(infonce_mi(s, variant="constitutions", reduction="none")), abs=1e-4)
+        assert r["mi_infonce_constitutions"] <= math.log(4) + 1e-6  # a real bound
+        assert len(r["responses"]) == 4 and len(set(r["responses"])) > 1
+    mean = sum(r["mi_infonce_constitutions"] for r in rows) / 5
+    assert metrics["mi_infonce_constitutions"] == pytest.approx(mean, abs=1e-6)
+    assert metrics["mi_infonce_constitutions_sem"] > 0
+    for key in ("mi_paper", "mi_infonce", "mi_infonce_responses", "mean_length_tokens"):
+        assert metrics[key] is not None and metrics[f"{key}_sem"] is not None
+    assert metrics["mean_length_tokens"] == pytest.approx(sum(r["length_tokens"] for r in rows) / 5)
+    from sami_toolkit.evaluation import METRIC_KEYS
+
+    assert set(metrics) <= set(METRIC_KEYS), set(metrics) - set(METRIC_KEYS)
+
+
+@pytest.mark.slow
+def test_mi_sum_scores_change_with_the_scored_constitution(plugin, tiny_model_dir, tmp_path):
+    # the matrix is not constant down a column: the constitution in the training prompt changes the log-prob
+    get_component("evaluators", "mi", {"batch_size": 5}).evaluate(_context(tmp_path, str(tiny_model_dir)))
+    row = json.loads((tmp_path / "eval" / "mi.jsonl").read_text().splitlines()[0])
+    column = [row["scores"][k][0] for k in range(4)]
+    assert max(column) - min(column) > 1e-4
+    # bf16 autocast gives the same matrix up to bf16 rounding (same seed -> same shuffles and responses)
+    get_component("evaluators", "mi", {"batch_size": 5, "autocast": True, "file_name": "mi-bf16.jsonl"}).evaluate(
+        _context(tmp_path, str(tiny_model_dir)))
+    row16 = json.loads((tmp_path / "eval" / "mi-bf16.jsonl").read_text().splitlines()[0])
+    assert row16["responses"] == row["responses"]
+    for a, b in zip(sum(row["scores"], []), sum(row16["scores"], [])):
+        assert b == pytest.approx(a, rel=0.05, abs=0.5)
+
+
+def test_mi_needs_a_principle_set(plugin, tmp_path):
+    from sami_toolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="principle set"):
+        get_component("evaluators", "mi").evaluate(_context(tmp_path, "m", principle_set=None))
+
+
+def test_win_rate_evaluator_and_base_cache(plugin, tiny_model_dir, tmp_path):
+    judge = get_component("judges", "marker")
+    options = {"length_tokenizer": str(tiny_model_dir), "bootstrap": 100}
+    ctx = _context(tmp_path, "candidate-ckpt", base_model="base-model", baseline_model="instruct-model",
+                   judge=judge, options={"cache_dir": str(tmp_path / "cache")})
+    metrics = get_component("evaluators", "win-rate", options).evaluate(ctx)
+    assert metrics["win_rate_vs_base"] == 1.0 and metrics["win_rate_vs_instruct"] == 1.0
+    assert metrics["win_rate_vs_base_n"] == 5 and metrics["win_rate_vs_base_failures"] == 0
+    assert metrics["judge_cost"] == pytest.approx(0.01)
+    assert metrics["judge_health_vs_base"]["failure_rate"] == 0.0
+    rows = [json.loads(x) for x in (tmp_path / "eval" / "win_rate_vs_base.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and all(r["outcome"] == 1 and r["raw"] for r in rows)
+    assert all(r["len_test"] > r["len_baseline"] for r in rows)  # "GOOD " adds tokens
+    # the judge saw the all-positive constitution (spec §8.2): both definitions, in a shuffled order
+    pset = load_principle_set("hh-rlhf")
+    for r in rows:
+        assert all(p.definition in r["constitution"] for p in pset.principles)
+    models = [m for m, _ in CALLS]
+    assert models == ["candidate-ckpt", "base-model", "instruct-model"]
+    # the instruct comparator is prompted through its chat template (spec §7.4); this fake one has none
+    assert "raw instruct prompts used" in metrics["win_rate_vs_instruct_prompt_note"]
+    from sami_toolkit.evaluation import METRIC_KEYS
+
+    known = {k.replace("_X", f"_{x}") for k in METRIC_KEYS for x in ("base", "instruct")}
+    assert set(metrics) <= known, set(metrics) - known  # the documented key list is complete
+    # next iteration: the base and instruct responses come from the cache
+    CALLS.clear()
+    ctx2 = _context(tmp_path, "candidate-ckpt-2", base_model="base-model", judge=judge,
+                    options={"cache_dir": str(tmp_path / "cache")})
+    get_component("evaluators", "win-rate", options).evaluate(ctx2)
+    assert [m for m, _ in CALLS] == ["candidate-ckpt-2"]
+
+
+def test_win_rate_against_itself_is_the_chance_reference(plugin, tmp_path):
+    ctx = _context(tmp_path, "base-model", base_model="base-model", judge=get_component("judges", "marker"))
+    metrics = get_component("evaluators", "win-rate").evaluate(ctx)
+    assert metrics["win_rate_vs_base"] == 0.5 and CALLS == []
+
+
+@pytest.mark.slow
+def test_instruct_prompts_use_the_models_chat_template(smollm2_dir):
+    from sami_toolkit.evaluation import chat_prompts
+
+    prompts, note = chat_prompts(str(smollm2_dir), ["Summarize this post."])
+    assert note is None
+    assert "Summarize this post." in prompts[0] and prompts[0] != "Summarize this post."
+    assert prompts[0].rstrip().endswith("assistant")  # generation prompt added
+
+
+def test_eval_mi_cli(sami_kit_fakes, tiny_model_dir, tmp_path, capsys):
+    from sami_toolkit.cli import main
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Can you help me plan trip {i}?"}) + "\n"
+                               for i in range(3)))
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "mi", str(tiny_model_dir), "--principles", "hh-rlhf", "--prompts", str(prompts), "--task",
+              "hh-rlhf", "--sampler", "echo", "--sampler-option", "max_chars=30", "-o", "batch_size=3",
+              "--out-dir", str(tmp_path / "mi"), "--json"])
+    out = capsys.readouterr()
+    assert exc.value.code == 0, out.err
+    metrics = json.loads(out.out)
+    assert metrics["mi_n_queries"] == 3 and metrics["mi_n_constitutions"] == 4
+    assert metrics["mi_infonce_constitutions"] <= math.log(4)
+    assert len((tmp_path / "mi" / "mi.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "mi", str(tiny_model_dir), "--principles", "hh-rlhf"])
+    assert exc.value.code == 2 and "--prompts" in capsys.readouterr().err
