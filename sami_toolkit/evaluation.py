@@ -111,7 +111,7 @@ def generate(sampler: "Sampler", model: str, prompts: Sequence[str], *, task: st
     """Sample one response per prompt with rich progress on stderr, then post-process (spec §2.7)."""
     from .postprocess import postprocess_response
 
-    raw = _with_progress(lambda cb: sampler.generate(model, list(prompts), progress=cb), len(prompts), label)
+    raw = with_progress(lambda cb: sampler.generate(model, list(prompts), progress=cb), len(prompts), label)
     if len(raw) != len(prompts):
         from .errors import InfrastructureError
 
@@ -119,7 +119,7 @@ def generate(sampler: "Sampler", model: str, prompts: Sequence[str], *, task: st
     return [postprocess_response(task, r, templates) for r in raw] if postprocess else list(raw)
 
 
-def _with_progress(fn: Callable[[Callable[[int], None]], Any], total: int, label: str) -> Any:
+def with_progress(fn: Callable[[Callable[[int], None]], Any], total: int, label: str) -> Any:
     """Run ``fn(progress_callback)`` under a rich progress bar on stderr (quiet when stderr is not a TTY)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -196,7 +196,7 @@ def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _progress_label(context: EvalContext, text: str) -> str:
+def progress_label(context: EvalContext, text: str) -> str:
     return f"{text} [{Path(str(context.model)).name}]"
 
 
@@ -247,7 +247,7 @@ class MIEvaluator(Evaluator):
         gen_queries = [q for q in queries for _ in texts]
         prompts = generation_prompts(templates, gen_queries, gen_const)
         flat = generate(context.sampler, context.model, prompts, task=context.task, templates=templates,
-                        label=_progress_label(context, "MI: generating"))
+                        label=progress_label(context, "MI: generating"))
         if hasattr(context.sampler, "close"):
             context.sampler.close()
         responses = [flat[i * C:(i + 1) * C] for i in range(len(queries))]
@@ -287,7 +287,7 @@ class MIEvaluator(Evaluator):
                                  "responses": responses[i], "scores": scores[b].tolist()})
                 advance(len(idx))
 
-        _with_progress(score_all, len(usable), _progress_label(context, "MI: scoring"))
+        with_progress(score_all, len(usable), progress_label(context, "MI: scoring"))
         del model
         out_path = Path(context.out_dir) / self.options.file_name
         write_jsonl(out_path, rows)
@@ -362,7 +362,7 @@ class WinRateEvaluator(Evaluator):
                 continue
             if candidate is None:
                 candidate = generate(context.sampler, context.model, prompts, task=context.task,
-                                     templates=templates, label=_progress_label(context, "win rate: candidate"))
+                                     templates=templates, label=progress_label(context, "win rate: candidate"))
             chat = bool(instruct and self.options.instruct_prompt and templates.instruct)
             if chat:  # spec §7.4: the instruct model gets its own chat-template prompt, no prefill
                 messages = generation_prompts(templates, queries, gen_const, template=templates.instruct,
@@ -382,7 +382,7 @@ class WinRateEvaluator(Evaluator):
             pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc,
                                     candidate=c, baseline=b, task=context.task)
                      for q, jc, c, b in zip(queries, judge_const, candidate, baseline)]
-            outcomes = _with_progress(
+            outcomes = with_progress(
                 lambda cb: guarded_judge_pairs(context.judge, pairs, seed=context.seed,
                                                both_orders=self.options.both_orders, progress=cb),
                 len(pairs) * (2 if self.options.both_orders else 1), f"judging vs {label}")
@@ -435,5 +435,3 @@ def flatten_stats(stats: Any, *, suffix: str) -> dict[str, Any]:
 
 
 #: public names for helpers other evaluators (e.g. the vLLM plugin's ``mi-vllm``) reuse
-with_progress = _with_progress
-progress_label = _progress_label

@@ -70,7 +70,7 @@ class VLLMMIEvaluator(Evaluator):
 
     def evaluate(self, context: Any) -> dict[str, Any]:
         from sami_toolkit.constitutions import all_constitutions
-        from sami_toolkit.evaluation import (_progress_label, _with_progress, generate, generation_prompts,
+        from sami_toolkit.evaluation import (progress_label, with_progress, generate, generation_prompts,
                                              resolve_templates, shuffled, write_jsonl)
         from sami_toolkit.prompts import build_prompt, format_question
         from sami_toolkit.stats import mean_sem
@@ -98,7 +98,7 @@ class VLLMMIEvaluator(Evaluator):
         gen_const = [shuffled(t, rng, o.shuffle_principles) for _ in queries for t in texts]
         prompts = generation_prompts(templates, [q for q in queries for _ in texts], gen_const)
         flat = generate(context.sampler, context.model, prompts, task=context.task, templates=templates,
-                        label=_progress_label(context, "MI: generating"))
+                        label=progress_label(context, "MI: generating"))
         responses = [flat[i * C:(i + 1) * C] for i in range(len(queries))]
 
         # step 3: every (constitution k, response j) scored with the TRAINING prompt, sum log-probs, same model
@@ -119,10 +119,10 @@ class VLLMMIEvaluator(Evaluator):
                                                question=format_question(templates, queries[i].text))
                                   for t in texts] for i in usable]
                 score_responses = [responses[i] for i in usable]
-                scores = _with_progress(
+                scores = with_progress(
                     lambda cb: score_matrix_vllm(engine, score_prompts, score_responses, reduction="sum",
                                                  max_length=o.max_length, chunk_size=o.chunk_size, progress=cb),
-                    len(usable) * C * C, _progress_label(context, "MI: scoring (vLLM)"))
+                    len(usable) * C * C, progress_label(context, "MI: scoring (vLLM)"))
                 est = mi_estimates(scores)
                 tokenizer = engine.tokenizer()
                 for b, i in enumerate(usable):
