@@ -236,9 +236,9 @@ def run_compare(config: "EvalConfig") -> CompareResult:
     pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc, candidate=c,
                             baseline=b, task=config.task)
              for q, jc, c, b in zip(queries, judge_const, candidate, baseline)]
-    from .evaluation import _with_progress
+    from .evaluation import with_progress
 
-    outcomes = _with_progress(lambda cb: guarded_judge_pairs(judge, pairs, seed=config.seed,
+    outcomes = with_progress(lambda cb: guarded_judge_pairs(judge, pairs, seed=config.seed,
                                                              both_orders=config.both_orders, progress=cb),
                               len(pairs) * (2 if config.both_orders else 1), "judging")
     len_c, len_b, unit, length_note = _lengths(config, candidate, baseline)
