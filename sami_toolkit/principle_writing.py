@@ -94,6 +94,8 @@ class _Item:
     number: int
     label: str
     text: str
+    #: the whole item after its number, for when the "label" was really the start of a sentence
+    full: str = ""
 
 
 def _norm(text: str) -> str:
@@ -106,21 +108,30 @@ def _split_label(rest: str) -> tuple[str, str]:
     match = re.match(r"^[*_\s]*([^:\n]{1,80}?)[*_\s]*:[*_\s]*(.*)$", plain)
     if match and len(match.group(1).split()) <= 8:
         return match.group(1).strip(" *_[]\"'"), match.group(2).strip()
+    bold = re.match(r"^(\*\*|__)(.{1,80}?)\1\s*[-–—.]?\s*(.*)$", plain)  # "**Concise** - Summaries…"
+    if bold and len(bold.group(2).split()) <= 8:
+        return bold.group(2).strip(" *_[]\"'"), bold.group(3).strip()
     return "", plain.strip("*_ ")
 
 
 def _items(lines: Sequence[str]) -> list[_Item]:
     items: list[_Item] = []
+    open_item = False
     for line in lines:
         m = _ITEM.match(line)
         if m:
             label, text = _split_label(m.group(2))
-            items.append(_Item(int(m.group(1)), label, text))
-        elif items and line.strip() and not _is_anti_header(line) and not _DEF_HEADER.match(line):
+            items.append(_Item(int(m.group(1)), label, text, m.group(2)))
+            open_item = True
+        elif not line.strip() or _is_anti_header(line) or _DEF_HEADER.match(line):
+            open_item = False  # a blank line or a header ends an item; later prose is commentary
+        elif open_item:
             # a wrapped line continues the previous item (constitutions want one line per principle)
             items[-1].text = f"{items[-1].text} {line.strip()}".strip()
+            items[-1].full = f"{items[-1].full} {line.strip()}".strip()
     for item in items:
         item.text = re.sub(r"\s+", " ", item.text.strip().strip("*_")).strip()
+        item.full = re.sub(r"\s+", " ", item.full.replace("**", "").replace("__", "").strip()).strip()
     return items
 
 
@@ -140,6 +151,8 @@ def _assign(items: list[_Item], names: Sequence[str]) -> dict[str, str]:
     for idx, it in enumerate(items):
         if by_label[idx] is not None or not it.text:
             continue
+        if len(it.label.split()) > 3:  # "Summaries should be brief: two sentences" is a sentence, not a label
+            it.text = it.full
         # unlabelled (or oddly labelled, e.g. "Verbose") item: its number, else its position
         candidates = [names[it.number - 1]] if 1 <= it.number <= len(names) else []
         if idx < len(names):
@@ -165,7 +178,12 @@ def parse_principles(raw_text: str, names: Sequence[str], *, task: str = "", set
 
     names = list(names)
     lines = (raw_text or "").splitlines()
-    header = next((i for i, line in enumerate(lines) if _is_anti_header(line)), None)
+    # the antitheses header is the first one *after* a numbered item (a preamble such as "Here are the
+    # principles and their antitheses:" is not it) and before a numbered item (closing remarks are not it)
+    first_item = next((i for i, line in enumerate(lines) if _ITEM.match(line)), len(lines))
+    numbered = [i for i, line in enumerate(lines) if _ITEM.match(line)]
+    header = next((i for i, line in enumerate(lines)
+                   if i > first_item and _is_anti_header(line) and any(j > i for j in numbered)), None)
     if header is not None:
         definitions, antitheses = _items(lines[:header]), _items(lines[header + 1:])
     else:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Literal
 
-FaultKind = Literal["429", "500", "hang", "garbage"]
+FaultKind = Literal["429", "500", "401", "hang", "garbage"]
 
 
 @dataclass
@@ -120,10 +120,14 @@ class OpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog of 5 resets connections under 32+ concurrent clients
+            daemon_threads = True
+
+        httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="openai-test-server", daemon=True)
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="openai-test-server", daemon=True)
         self._thread.start()
         return self
 
@@ -183,6 +187,10 @@ class OpenAIServer:
                 headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
                 handler._send(429, {"error": {"message": "Rate limit reached (test server)",
                                               "type": "rate_limit_error", "code": "rate_limit_exceeded"}}, headers)
+                return
+            if fault.kind == "401":
+                handler._send(401, {"error": {"message": "Incorrect API key provided (test server)",
+                                              "type": "invalid_request_error", "code": "invalid_api_key"}})
                 return
             if fault.kind == "500":
                 handler._send(500, {"error": {"message": "Internal error (test server)", "type": "server_error"}})

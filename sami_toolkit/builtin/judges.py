@@ -1,5 +1,18 @@
-"""Built-in plugin: judges (an ordinary hookimpl module; component classes are imported inside the hooks)."""
+"""Built-in plugin: judges (an ordinary hookimpl module; component classes are imported inside the hooks).
+
+``hf`` is the offline judge (a local transformers model read through next-token probabilities); API judges come
+from the ``sami-kit-litellm`` plugin.
+"""
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_judges(register: Any) -> None:
+    from sami_toolkit.judge_hf import HFJudge
+
+    register(HFJudge)

@@ -1,5 +1,17 @@
-"""Built-in plugin: writers (an ordinary hookimpl module; component classes are imported inside the hooks)."""
+"""Built-in plugin: principle writers (an ordinary hookimpl module; component classes are imported inside the hooks).
+
+``hf`` writes principles with a local transformers model; the API writer comes from ``sami-kit-litellm``.
+"""
 
 from __future__ import annotations
 
-from sami_toolkit import hookimpl  # noqa: F401
+from typing import Any
+
+from sami_toolkit import hookimpl
+
+
+@hookimpl
+def register_principle_writers(register: Any) -> None:
+    from sami_toolkit.writer_hf import HFWriter
+
+    register(HFWriter)

@@ -1,0 +1,190 @@
+"""The litellm judge against a real local OpenAI-compatible server: counts, cache, retries, timeouts, budget, keys."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sami_toolkit.errors import BudgetExceeded, ConfigError, InfrastructureError
+from sami_toolkit.judge_cache import JudgmentCache
+from sami_toolkit.judging import ComparisonPair, count_outcomes, judge_pairs
+from sami_toolkit.registry import get_component
+from sami_toolkit.testing_server import Fault, OpenAIServer, last_user_message
+
+import os
+
+KEY_ENV = os.environ["SAMI_KIT_TEST_KEY_ENV"]  # set by this folder's conftest, which also sets the key per test
+FAKE_KEY = "sk-test-SECRET-9f8e7d6c5b4a"  # the value conftest puts in KEY_ENV (checked below)
+
+
+def make_judge(server: OpenAIServer, cache: Path | None, **options: Any) -> Any:
+    opts = {"model": "openai/gpt-4-0613", "api_base": server.api_base, "api_key_env": KEY_ENV,
+            "cache_path": str(cache) if cache is not None else "none", "retry_backoff": 0.0, "max_retries": 1,
+            "timeout": 5.0, **options}
+    return get_component("judges", "api", opts)  # the alias of "litellm"
+
+
+def pairs(n: int, *, task: str = "hh-rlhf") -> list[ComparisonPair]:
+    return [ComparisonPair(id=f"q{i}", query=f"question {i}", constitution="1. Be helpful.\n2. Be harmless.",
+                           candidate=f"good answer {i}", baseline=f"bad answer {i}", task=task) for i in range(n)]
+
+
+def cache_rows(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT verdict, raw FROM judgments").fetchall()
+
+
+def test_counts_add_up_failures_are_not_cached_and_rerun_makes_no_calls(server: OpenAIServer, tmp_path: Path) -> None:
+    cache = tmp_path / "j.sqlite"
+    # q3 always gets a 500, q5 always gets an unparseable answer, the rest are judged
+    server.fault = lambda req, n: Fault("500") if "Human: question 3\n" in last_user_message(req) else None
+    base_reply = server.reply
+    server.reply = lambda req: ("I think both are fine." if "Human: question 5\n" in last_user_message(req)
+                                else base_reply(req))
+    judge = make_judge(server, cache)
+    outcomes = judge_pairs(judge, pairs(12))
+    counts = count_outcomes(outcomes)
+    assert counts == {"wins": 10, "losses": 0, "ties": 0, "failed": 2, "n": 12}
+    assert outcomes[3].outcome is None and "gave up after 2 attempts" in (outcomes[3].error or "")
+    assert outcomes[5].outcome is None and "could not parse" in (outcomes[5].error or "")
+    assert outcomes[5].raw == ["I think both are fine."]  # the unparseable text is kept for inspection
+    assert server.count == 12 + 1  # q3 was retried once
+    assert all(o.cost > 0 for i, o in enumerate(outcomes) if i not in (3, 5))
+    rows = cache_rows(cache)
+    assert len(rows) == 10 and {v for v, _ in rows} == {"A", "B"}  # failures never cached
+
+    before = server.count
+    again = judge_pairs(make_judge(server, cache), pairs(12))
+    # only the two failures are asked again (q3 twice: one retry)
+    assert server.count - before == 3
+    assert [o.outcome for o in again] == [o.outcome for o in outcomes]
+    assert all(o.cached and o.cost == 0.0 for i, o in enumerate(again) if i not in (3, 5))
+
+    server.fault = None
+    server.reply = base_reply
+    judge_pairs(make_judge(server, cache), pairs(12))
+    before = server.count
+    final = judge_pairs(make_judge(server, cache), pairs(12))
+    assert server.count == before  # everything cached now: zero new API calls
+    assert count_outcomes(final) == {"wins": 12, "losses": 0, "ties": 0, "failed": 0, "n": 12}
+
+
+def test_both_orders_and_tldr_prompt(server: OpenAIServer, tmp_path: Path) -> None:
+    judge = make_judge(server, tmp_path / "j.sqlite", concurrency=4)
+    tldr = [ComparisonPair(id="p", query="POST: my cat", constitution="1. Be brief.", candidate="good", baseline="bad",
+                           task="tldr")]
+    server.reply = lambda req: "Final Response: B"  # a judge that always picks slot B
+    out = judge_pairs(judge, tldr, both_orders=True)
+    assert out[0].outcome == 0.5 and out[0].verdicts == ["B", "B"]
+    sent = [r.body for r in server.requests]
+    assert len(sent) == 2 and sent[0]["messages"][0]["role"] == "system"
+    assert "reddit post summaries" in sent[0]["messages"][0]["content"]
+    assert "### REDDIT POST\nPOST: my cat" in sent[0]["messages"][1]["content"]
+    assert sent[0]["temperature"] == 0.0 and sent[0]["top_p"] == 0.9 and sent[0]["max_tokens"] == 200
+
+
+def test_retry_after_is_honoured(server: OpenAIServer, tmp_path: Path) -> None:
+    server.fail_next(Fault("429", retry_after=1))
+    judge = make_judge(server, None, retry_backoff=0.0, max_retries=2)
+    out = judge_pairs(judge, pairs(1))
+    assert out[0].outcome == 1.0
+    assert server.count == 2
+    gap = server.requests[1].time - server.requests[0].time
+    assert gap >= 0.95, f"retried after {gap:.2f}s although the server asked for 1s"
+
+
+def test_timeouts_and_bounded_retries_fail_the_item(server: OpenAIServer, tmp_path: Path) -> None:
+    cache = tmp_path / "j.sqlite"
+    server.fail_next(Fault("hang", seconds=3), Fault("garbage"))
+    judge = make_judge(server, cache, timeout=0.5, max_retries=1)
+    start = time.monotonic()
+    out = judge_pairs(judge, pairs(1))
+    assert time.monotonic() - start < 3
+    assert out[0].outcome is None and "gave up after 2 attempts" in (out[0].error or "")
+    assert server.count == 2
+    assert not cache.exists() or cache_rows(cache) == []
+
+
+def test_max_cost_stops_before_the_cap_and_resumes(server: OpenAIServer, tmp_path: Path) -> None:
+    cache = tmp_path / "j.sqlite"
+    # gpt-4-0613 has a price in litellm's map; every call's worst case is ~0.02 USD here
+    judge = make_judge(server, cache, max_cost=0.08, concurrency=2)
+    with pytest.raises(BudgetExceeded) as info:
+        judge_pairs(judge, pairs(30))
+    assert info.value.exit_code == 4
+    assert "max_cost $0.08" in str(info.value) and "rerun with a higher max_cost" in str(info.value)
+    calls = server.count
+    assert 0 < calls < 30
+    with sqlite3.connect(cache) as conn:
+        spent = conn.execute("SELECT SUM(cost) FROM judgments").fetchone()[0]
+        stored = conn.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert stored == calls  # every finished judgment was kept
+    assert spent <= 0.08 and judge.spent == pytest.approx(spent)
+    # the cap covers everything this judge spends, across calls: a second batch stops almost at once
+    with pytest.raises(BudgetExceeded):
+        judge_pairs(judge, pairs(30, task="generic"))
+    assert server.count - calls <= 2 and judge.spent <= 0.08
+    calls = server.count
+    # a rerun with a larger cap only judges what is left
+    judge_pairs(make_judge(server, cache, max_cost=10.0), pairs(30))
+    assert server.count == calls + 30 - stored
+
+
+def test_max_cost_needs_a_price(server: OpenAIServer, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no price for model 'openai/my-local-model'"):
+        judge_pairs(make_judge(server, None, model="openai/my-local-model", max_cost=1.0), pairs(2))
+    assert server.count == 0
+    priced = make_judge(server, None, model="openai/my-local-model", max_cost=1.0, input_cost_per_token=1e-6,
+                        output_cost_per_token=2e-6)
+    out = judge_pairs(priced, pairs(2))
+    assert all(o.cost > 0 for o in out) and server.count == 2
+
+
+def test_bad_key_is_fatal_and_missing_key_variable_is_a_config_error(server: OpenAIServer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    server.fault = lambda req, n: Fault("401")
+    with pytest.raises(InfrastructureError, match="AuthenticationError") as info:
+        judge_pairs(make_judge(server, None, concurrency=2), pairs(20))
+    assert info.value.exit_code == 4 and KEY_ENV in str(info.value)
+    assert server.count <= 2  # it stops instead of hammering the API with a bad key
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ConfigError, match=f"api_key_env '{KEY_ENV}'"):
+        judge_pairs(make_judge(server, None), pairs(1))
+
+
+def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "j.sqlite"
+    server.fault = lambda req, n: Fault("500") if n % 3 == 0 else None
+    judge = make_judge(server, cache, max_retries=0)
+    outcomes = judge_pairs(judge, pairs(9))
+    assert server.requests[0].headers.get("authorization") == f"Bearer {FAKE_KEY}"  # it was really used
+    assert any(o.failed for o in outcomes) and any(not o.failed for o in outcomes)
+    blob = repr(outcomes) + repr(judge.options.model_dump())
+    for path in cache.parent.iterdir():  # the sqlite file and its WAL
+        blob += path.read_bytes().decode("utf-8", "replace")
+    captured = capfd.readouterr()
+    blob += captured.out + captured.err
+    assert FAKE_KEY not in blob
+
+
+def test_cache_keys_separate_models_and_templates(server: OpenAIServer, tmp_path: Path) -> None:
+    cache = tmp_path / "j.sqlite"
+    judge_pairs(make_judge(server, cache), pairs(3))
+    judge_pairs(make_judge(server, cache, model="openai/gpt-4o"), pairs(3))
+    judge_pairs(make_judge(server, cache, template="Which is better?\nResponse A: {response_a}\n\nResponse B: {response_b}\n\n"
+                                                   "End with 'Final Response: A' or 'B'."), pairs(3))
+    judge_pairs(make_judge(server, cache, max_tokens=100), pairs(3))
+    assert server.count == 12
+    assert len(JudgmentCache(cache)) == 12
+
+
+def test_identical_items_in_one_batch_are_asked_once(server: OpenAIServer) -> None:
+    same = [ComparisonPair(id=f"s{i}", query="question", constitution="1. Be helpful.", candidate="good answer",
+                           baseline="good answer", task="hh-rlhf") for i in range(4)]
+    out = judge_pairs(make_judge(server, None), same, both_orders=True)
+    assert server.count == 1  # 8 orders, all the same text in the same slots
+    assert all(o.outcome == 0.5 for o in out)  # the judge always says A: a position tie
