@@ -23,16 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError, InfrastructureError
-
-try:  # the scoring module is written in parallel; keep this importable while it lands
-    from .scoring import ScoringOptions
-except ImportError:  # pragma: no cover - only before sami_toolkit/scoring.py exists
-    class ScoringOptions(BaseModel):  # type: ignore[no-redef]
-        """Placeholder until :mod:`sami_toolkit.scoring` exists."""
-
-        model_config = ConfigDict(extra="forbid")
-        reduction: Literal["mean", "sum"] = Field("mean", description="Per-token mean (spec §1.4) or sum.")
-        layout: str = Field("naive", description="Scoring layout.")
+from .scoring import ScoringOptions  # light: pydantic only at module level
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -421,15 +412,13 @@ def sami_step(model: Any, tokenizer: Any, batch: Sequence[dict], settings: Train
 
     Returns ``{"loss", "kl", "tokens", "queries"}`` over this batch (loss/kl are means per query, without the
     KL weight)."""
-    import torch
-
     if not batch:
         raise ValueError("sami_step needs at least one query")
     total = total_queries or len(batch)
     device = next(model.parameters()).device
     beta = settings.kl_beta
     use_kl = beta > 0
-    if use_kl and reference_model is None and not is_peft_model(model):
+    if use_kl and reference_model is None and not _has_adapter(model):
         raise ValueError("kl_beta > 0 needs a reference model (or a LoRA model, whose adapter can be disabled)")
     do_backward = backward or (lambda value: value.backward())
     mbs = settings.micro_batch_size
@@ -455,6 +444,12 @@ def sami_step(model: Any, tokenizer: Any, batch: Sequence[dict], settings: Train
     if use_kl:
         metrics["kl"] = kl_sum / len(batch)
     return metrics
+
+
+def _has_adapter(model: Any) -> bool:
+    """A peft model (or an engine's proxy around one) can serve as its own KL reference with the adapter off:
+    anything with peft's ``disable_adapter()`` context manager (plain transformers models have none)."""
+    return callable(getattr(model, "disable_adapter", None))
 
 
 def _kl_term(model: Any, tokenizer: Any, micro: Sequence[dict], settings: TrainSettings, policy_result: Any,
