@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
+from .hookspecs import singular
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,7 +59,7 @@ class Component:
 
             prefix = where or f"{cls.kind}.{cls.name}.options"
             raise ConfigError(
-                f"invalid options for {cls.kind[:-1]} '{cls.name}':\n" + format_validation_error(exc, prefix=prefix)
+                f"invalid options for {singular(cls.kind)} '{cls.name}':\n" + format_validation_error(exc, prefix=prefix)
             ) from None
         return cls(parsed)
 

@@ -91,6 +91,11 @@ COMPONENT_HOOKS: dict[str, str] = {
     "register_query_sources": "query-sources",
 }
 
+def singular(kind: str) -> str:
+    """``"losses"`` -> ``"loss"``, ``"query-sources"`` -> ``"query-source"`` (for messages)."""
+    return kind[:-2] if kind.endswith("sses") else kind[:-1]
+
+
 ALL_HOOKS: tuple[str, ...] = (*COMPONENT_HOOKS, "register_commands")
 
 RegisterCallback = Callable[..., Any]

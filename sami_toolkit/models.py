@@ -81,7 +81,7 @@ def resolve_model(ref: str | os.PathLike) -> str:
             raise ConfigError(f"model file {path} does not exist")
         return str(convert_gguf(path))
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
+        if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
             raise ConfigError(f"model directory {path} has no config.json",
                               hint="pass a Hugging Face model directory, a .gguf file or a hub id")
         return str(path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from .errors import PluginError, UnknownComponentError
-from .hookspecs import COMPONENT_HOOKS
+from .hookspecs import COMPONENT_HOOKS, singular
 
 
 @dataclass
@@ -34,14 +34,14 @@ class Registry:
         base = BASE_CLASSES[kind]
         name = getattr(cls, "name", "")
         if not isinstance(cls, type) or not issubclass(cls, base):
-            raise PluginError(f"plugin '{plugin}' registered {cls!r} as a {kind[:-1]}, "
+            raise PluginError(f"plugin '{plugin}' registered {cls!r} as a {singular(kind)}, "
                               f"but it is not a subclass of sami_toolkit.{base.__name__}")
         if not name:
             raise PluginError(f"plugin '{plugin}' registered {cls.__name__} without a `name` class attribute")
         for label in (name, *aliases):
             owner = self._owner(kind, label)
             if owner is not None:
-                raise PluginError(f"duplicate {kind[:-1]} name '{label}': registered by plugin '{owner}' "
+                raise PluginError(f"duplicate {singular(kind)} name '{label}': registered by plugin '{owner}' "
                                   f"and again by plugin '{plugin}'",
                                   hint="uninstall one of them, or pin the set with SAMI_KIT_LOAD_PLUGINS")
         self.entries[kind][name] = Entry(cls, plugin, tuple(aliases))
@@ -68,7 +68,7 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         installed = ", ".join(self.names(kind)) or "none"
-        raise UnknownComponentError(f"unknown {kind[:-1]} '{name}'.{suggestion} Installed {kind}: {installed}.",
+        raise UnknownComponentError(f"unknown {singular(kind)} '{name}'.{suggestion} Installed {kind}: {installed}.",
                                     hint=f"`sami-kit {kind} list` shows them; `sami-kit plugins` shows what loaded")
 
     def get(self, kind: str, name: str) -> type:

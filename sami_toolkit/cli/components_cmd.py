@@ -45,6 +45,7 @@ def kind_group(kind: str) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print the Options JSON schema.")
     def show_cmd(name: str, as_json: bool) -> None:
         """Show a component's description and its options (with descriptions and defaults)."""
+        from ..hookspecs import singular
         from ..registry import get_registry
 
         entry = get_registry().entry(kind, name)
@@ -55,7 +56,7 @@ def kind_group(kind: str) -> click.Group:
             print_json({"name": entry.cls.name, "plugin": entry.plugin, "description": entry.cls.summary(),
                         "options": schema})
             return
-        click.echo(f"{entry.cls.name} ({kind[:-1]}, plugin {entry.plugin})")
+        click.echo(f"{entry.cls.name} ({singular(kind)}, plugin {entry.plugin})")
         if entry.aliases:
             click.echo(f"aliases: {', '.join(entry.aliases)}")
         click.echo(entry.cls.summary())
