@@ -376,7 +376,7 @@ class WinRateEvaluator(Evaluator):
                                        templates=templates, label=f"win rate: {label} responses",
                                        postprocess=not chat)
             if chat:  # no prefill to restore; cut at the task's stop strings only
-                from .sampler_hf import cut_at_stop
+                from .postprocess import cut_at_stop
 
                 baseline = [cut_at_stop(b, templates.stop).strip() for b in baseline]
             pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc,

@@ -59,8 +59,8 @@ def default_filter_options(task: str, *, cot: bool = False) -> FilterOptions:
     return FilterOptions(drop_substrings=["[insert"], require_distinct=True)
 
 
-def _cut(text: str, markers: Sequence[str]) -> str:
-    """``text`` up to the earliest occurrence of any marker."""
+def cut_at_stop(text: str, markers: Sequence[str]) -> str:
+    """``text`` up to (not including) the earliest occurrence of any marker (stop strings, section breaks)."""
     end = len(text)
     for marker in markers:
         if marker:
@@ -93,7 +93,7 @@ def postprocess_response(task: str, raw: str, templates: "PromptTemplates", *, c
         markers: tuple[str, ...] = ("###",) if task == "tldr" else (*CUT_MARKERS[task], *templates.stop)
     else:
         markers = (*CUT_MARKERS[task], *templates.stop)
-    body = _cut(raw, markers).strip()
+    body = cut_at_stop(raw, markers).strip()
     if not body:
         return ""
     if instruct or not add_prefix:

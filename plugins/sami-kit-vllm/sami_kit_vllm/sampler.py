@@ -13,18 +13,9 @@ from pydantic import Field
 
 from sami_toolkit.components import Sampler
 
+from sami_toolkit.postprocess import cut_at_stop
+
 from .engine import VLLMEngine, VLLMEngineOptions, generate_checked
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """``text`` up to (not including) the earliest occurrence of any stop string."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 class VLLMSampler(Sampler):
