@@ -24,7 +24,7 @@ class _SamiLossComponent(Loss):
     class Options(ComponentOptions):
         weight: float = Field(1.0, gt=0, description="Multiplier applied to the loss (1.0 = the paper's loss).")
 
-    def __call__(self, scores: "torch.Tensor") -> "torch.Tensor":
+    def __call__(self, scores: torch.Tensor) -> torch.Tensor:
         from .losses import sami_loss
 
         loss = sami_loss(scores, variant=self.variant)

@@ -42,6 +42,11 @@ def _check_scores(scores: torch.Tensor, what: str = "scores") -> int:
     return cols
 
 
+def _as_float(scores: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision inputs (bf16 logsumexp loses the differences the loss is made of); float64 stays."""
+    return scores if scores.dtype == torch.float64 else scores.float()
+
+
 def _reduce(per_query: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return per_query.mean()
@@ -70,12 +75,11 @@ def sami_loss(scores: torch.Tensor, variant: Variant = "both", reduction: Reduct
     * ``"both"`` (the paper's loss, Figure 6): ``(L_row + L_col) / 2``.
 
     Gradients flow through all C² entries (the diagonal and, through the normalisers, every off-diagonal entry).
-    Computed in float32 whatever the input dtype, because bf16 logsumexp over a few large log-probs loses the
-    differences the loss is made of.  ``reduction="mean"`` averages over the leading (query) dimensions;
-    ``"none"`` returns one loss per query (shape ``scores.shape[:-2]``).
+    Computed in float32 for half-precision input (float64 input stays float64).  ``reduction="mean"`` averages
+    over the leading (query) dimensions; ``"none"`` returns one loss per query (shape ``scores.shape[:-2]``).
     """
     _check_scores(scores)
-    s = scores.float()
+    s = _as_float(scores)
     if variant == "both":
         per_query = 0.5 * (_row_loss(s) + _col_loss(s))
     elif variant == "responses":
@@ -110,7 +114,7 @@ def paper_mi(scores: torch.Tensor, reduction: Reduction = "mean") -> torch.Tenso
     reports 1.91 > ln 4).  Use :func:`infonce_mi` for a real bound.  The paper scores with sum log-probs.
     """
     _check_scores(scores)
-    s = scores.float()
+    s = _as_float(scores)
     diag = torch.diagonal(s, dim1=-2, dim2=-1)  # [..., C]: S[j, j]
     column_mean = s.mean(dim=-2)  # [..., C]: (1/C) Σ_k S[k, j]
     return _reduce((diag - column_mean).mean(dim=-1), reduction)

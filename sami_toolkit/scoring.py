@@ -48,6 +48,8 @@ PACKED_ATTN_IMPLEMENTATIONS: frozenset[str] = frozenset({"sdpa", "eager"})
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 _warned: set[str] = set()
+#: test-only switches of :func:`score_matrix`: force the packed layout, optionally with a known silent bug
+_DEBUG_MODES = frozenset({"force", "bool_mask", "one_zero_mask", "no_position_ids", "no_position_restart"})
 
 
 class ScoringOptions(BaseModel):
@@ -79,10 +81,10 @@ class ScoreOutput:
     :func:`sami_toolkit.losses.kl_response_tokens` (``kl_response_tokens(out.logits, ref.logits, out.mask)``).
     """
 
-    scores: "torch.Tensor"  #: [B, C, C] float32, rows = constitutions, columns = responses
-    logits: "torch.Tensor | None"  #: [B, C, C, R_max, V] response-position logits (return_logits only)
-    mask: "torch.Tensor"  #: [B, C, C, R_max] bool, True on scored response tokens
-    token_counts: "torch.Tensor"  #: [B, C] number of scored tokens of each response
+    scores: torch.Tensor  #: [B, C, C] float32, rows = constitutions, columns = responses
+    logits: torch.Tensor | None  #: [B, C, C, R_max, V] response-position logits (return_logits only)
+    mask: torch.Tensor  #: [B, C, C, R_max] bool, True on scored response tokens
+    token_counts: torch.Tensor  #: [B, C] number of scored tokens of each response
     layout: str  #: the layout actually used ("packed" or "naive")
 
 
@@ -215,8 +217,8 @@ def packed_unsupported_reason(model: Any, longest_sequence: int | None = None) -
                 f"(packed scoring needs one of: {', '.join(sorted(PACKED_ATTN_IMPLEMENTATIONS))})")
     window = _sliding_window(config)
     if window is not None and longest_sequence is not None and longest_sequence > window:
-        return (f"sequences of {longest_sequence} tokens exceed the model's sliding window of {window}, which a "
-                f"custom 4D mask would bypass")
+        return (f"the scored sequences exceed the model's sliding window of {window} tokens, which a custom 4D "
+                f"mask would bypass")
     return None
 
 
@@ -240,15 +242,15 @@ class _Batch:
     """Model inputs plus, for every scored token in canonical (b, k, j, t) order, where its predicting hidden
     state sits (flat index into [N*T]) and its target id."""
 
-    input_ids: "torch.Tensor"  # [N, T]
-    position_ids: "torch.Tensor"  # [N, T]
-    attention_mask: "torch.Tensor"  # [N, T] (naive, 1/0) or [N, 1, T, T] (packed, additive float)
-    predict_index: "torch.Tensor"  # [M] flat positions into [N*T]
-    targets: "torch.Tensor"  # [M]
-    slot_mask: "torch.Tensor"  # [B, C, C, R_max] bool, True where a scored token sits (M of them)
+    input_ids: torch.Tensor  # [N, T]
+    position_ids: torch.Tensor  # [N, T]
+    attention_mask: torch.Tensor  # [N, T] (naive, 1/0) or [N, 1, T, T] (packed, additive float)
+    predict_index: torch.Tensor  # [M] flat positions into [N*T]
+    targets: torch.Tensor  # [M]
+    slot_mask: torch.Tensor  # [B, C, C, R_max] bool, True where a scored token sits (M of them)
 
 
-def _slot_mask(enc: _Encoded) -> "torch.Tensor":
+def _slot_mask(enc: _Encoded) -> torch.Tensor:
     import torch
 
     mask = torch.zeros(enc.batch, enc.c, enc.c, enc.r_max, dtype=torch.bool)
@@ -290,12 +292,13 @@ def _naive_batch(enc: _Encoded) -> _Batch:
                   torch.tensor(targets, dtype=torch.long), _slot_mask(enc))
 
 
-def _packed_batch(enc: _Encoded, mask_dtype: "torch.dtype", debug: str | None = None) -> _Batch:
+def _packed_batch(enc: _Encoded, mask_dtype: torch.dtype, debug: str | None = None) -> _Batch:
     """One row [prompt_k, response_1..C] per (query, k) with a block-causal additive mask (spec §1.2 scores,
     computed without repeating the prompt).
 
-    ``debug`` builds the known silent failure modes (tests only): ``bool_mask``, ``one_zero_mask``,
-    ``no_position_ids``, ``no_position_restart``.
+    ``debug`` builds the known silent failure modes (tests only): ``bool_mask`` (eager adds it as 0/1),
+    ``one_zero_mask`` (the old float convention), ``no_position_ids``, ``no_position_restart``; ``force`` is
+    the correct packed layout, used even where the allow-list would choose naive.
     """
     import torch
 
@@ -307,8 +310,8 @@ def _packed_batch(enc: _Encoded, mask_dtype: "torch.dtype", debug: str | None = 
     lengths = [len(enc.prompts[b][k]) + sum(len(r) for r in enc.responses[b])
                for b in range(enc.batch) for k in range(enc.c)]
     width = max(lengths)
-    # canonical order is (b, k, j, t); rows are (b, k) so we collect per row and then reorder nothing: for fixed
-    # (b, k) the loop over j, t below already runs in canonical order.
+    # rows are (b, k) and the loops below visit (j, t) in order, so predict/targets come out in the canonical
+    # (b, k, j, t) order shared with the naive layout.
     n = 0
     for b in range(enc.batch):
         for k in range(enc.c):
@@ -331,7 +334,7 @@ def _packed_batch(enc: _Encoded, mask_dtype: "torch.dtype", debug: str | None = 
             pad = width - len(ids)
             rows.append(ids + [enc.pad_id] * pad)
             segments.append(seg + [-1] * pad)
-            positions.append(pos + list(range(len(pos), len(pos) + pad)))
+            positions.append(pos + [0] * pad)  # padding is never scored and only attends to itself
             n += 1
     seg_t = torch.tensor(segments, dtype=torch.long)  # [N, T]
     q_seg = seg_t[:, :, None]
@@ -352,7 +355,7 @@ def _packed_batch(enc: _Encoded, mask_dtype: "torch.dtype", debug: str | None = 
 
 
 # ----------------------------------------------------------------------------------------------- forward
-def _compute_dtype(model: Any, device: "torch.device") -> "torch.dtype":
+def _compute_dtype(model: Any, device: torch.device) -> torch.dtype:
     """The dtype attention scores are computed in: the autocast dtype if autocast is on, else the weights'."""
     import torch
 
@@ -368,7 +371,7 @@ def _head_only_supported(model: Any) -> bool:
     return callable(getattr(model, "get_decoder", None)) and model.get_output_embeddings() is not None
 
 
-def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | None) -> "torch.Tensor":
+def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | None) -> torch.Tensor:
     """Run the model once and return the LM-head output at the predicting positions, ``[M, V]``."""
     kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
                               "use_cache": False}
@@ -383,7 +386,7 @@ def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | No
     return logits.reshape(-1, logits.shape[-1]).index_select(0, batch.predict_index)
 
 
-def _selective_log_probs(logits: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
+def _selective_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits)[target] as gather − logsumexp, in float32, without a [M, V] log_softmax tensor."""
     import torch
 
@@ -393,7 +396,7 @@ def _selective_log_probs(logits: "torch.Tensor", targets: "torch.Tensor") -> "to
 
 def score_matrix(model: Any, tokenizer: Any, prompts: Sequence[Sequence[str]], responses: Sequence[Sequence[str]],
                  options: ScoringOptions | None = None, *, return_logits: bool = False,
-                 _debug: str | None = None) -> "torch.Tensor | ScoreOutput":
+                 _debug: str | None = None) -> torch.Tensor | ScoreOutput:
     """Score every (constitution, response) pair of a batch in one forward pass (spec §1.2, §1.4).
 
     ``prompts[b][k]`` is the scoring (training) prompt of query b with constitution k; ``responses[b][j]`` is
@@ -414,7 +417,7 @@ def score_matrix(model: Any, tokenizer: Any, prompts: Sequence[Sequence[str]], r
 def score_token_ids(model: Any, prompt_ids: Sequence[Sequence[Sequence[int]]],
                     response_ids: Sequence[Sequence[Sequence[int]]], options: ScoringOptions | None = None, *,
                     eos_token_id: int | None = None, pad_token_id: int = 0,
-                    return_logits: bool = False) -> "torch.Tensor | ScoreOutput":
+                    return_logits: bool = False) -> torch.Tensor | ScoreOutput:
     """:func:`score_matrix` on already tokenised input (e.g. cached ids, or the benchmark's random ids).
 
     ``prompt_ids[b][k]`` must already hold any BOS (``options.add_bos`` and ``max_length`` are not applied);
@@ -443,9 +446,11 @@ def score_token_ids(model: Any, prompt_ids: Sequence[Sequence[Sequence[int]]],
 
 
 def _score_encoded(model: Any, enc: _Encoded, options: ScoringOptions, *, return_logits: bool,
-                   debug: str | None) -> "torch.Tensor | ScoreOutput":
+                   debug: str | None) -> torch.Tensor | ScoreOutput:
     import torch
 
+    if debug is not None and debug not in _DEBUG_MODES:
+        raise ValueError(f"unknown _debug mode {debug!r}; one of {sorted(_DEBUG_MODES)}")
     longest = max(len(p) + len(r) for b in range(enc.batch) for p in enc.prompts[b] for r in enc.responses[b])
     layout = "packed" if debug is not None else choose_layout(model, options, longest)
     device = next(model.parameters()).device
