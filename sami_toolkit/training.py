@@ -71,8 +71,10 @@ class TrainSettings(BaseModel):
     max_grad_norm: float | None = Field(
         None, gt=0, description="Clip the gradient's global norm to this value before each step (the authors' "
                                 "trainer clipped at 1.0, spec §10.5); null = no clipping.")
-    precision: Literal["bf16-mixed", "bf16", "fp32"] = Field(
-        "bf16-mixed", description="'bf16-mixed': fp32 master weights with bf16 autocast (spec §10.7); 'bf16': "
+    precision: Literal["auto", "bf16-mixed", "bf16", "fp32"] = Field(
+        "auto", description="'auto': bf16-mixed where bf16 is fast (GPUs with bf16, CPUs with AVX512-BF16/AMX), "
+                            "else fp32 (bf16 is ~15x slower on AVX2-only CPUs); "
+                            "'bf16-mixed': fp32 master weights with bf16 autocast (spec §10.7); 'bf16': "
                                   "weights and optimizer state in bf16 (reference repo; small updates may round "
                                   "away); 'fp32': no autocast.")
     micro_batch_size: int = Field(1, ge=1, description="Queries per forward/backward pass (each query is C² "
@@ -215,6 +217,15 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
+def resolve_precision(settings: TrainSettings, device: str) -> str:
+    """The concrete precision for ``device``: ``auto`` becomes ``bf16-mixed`` where bf16 is fast, else ``fp32``."""
+    if settings.precision != "auto":
+        return settings.precision
+    from .devices import bf16_is_fast
+
+    return "bf16-mixed" if bf16_is_fast(device) else "fp32"
+
+
 def weight_dtype(settings: TrainSettings) -> str:
     """The dtype the trainable weights live in: bf16 only for ``precision: bf16`` (spec §10.7)."""
     return "bfloat16" if settings.precision == "bf16" else "float32"
@@ -226,7 +237,7 @@ def autocast_context(settings: TrainSettings, device: str) -> Any:
 
     import torch
 
-    if settings.precision == "bf16-mixed":
+    if resolve_precision(settings, device) == "bf16-mixed":
         return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -327,7 +338,7 @@ def load_reference(request: TrainRequest, device: str) -> Any:
     settings = request.settings
     if settings.kl_beta == 0 or settings.lora is not None:
         return None
-    dtype = "bfloat16" if settings.precision != "fp32" else "float32"
+    dtype = "bfloat16" if resolve_precision(settings, device) != "fp32" else "float32"
     reference = load_model(request.base_model, dtype=dtype, device=device,
                            trust_remote_code=request.trust_remote_code)
     reference.eval()
