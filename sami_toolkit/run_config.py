@@ -233,3 +233,11 @@ def config_from_mapping(data: Mapping[str, Any], *, where: str | None = None) ->
     from .config import validate_model
 
     return validate_model(RunConfig, dict(data), file=where)
+
+
+def resolve_extends(data: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """``data`` (a run config mapping read from ``path``) merged over its ``extends:`` parent, if any; used by
+    ``sami-kit config validate`` so it resolves presets exactly like ``sami-kit run``."""
+    data = dict(data)
+    parent = data.pop("extends", None)
+    return deep_merge(_parent_data(str(parent), Path(path)), data) if parent else data

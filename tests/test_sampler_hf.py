@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from run_helpers import one_thread  # noqa: F401 (autouse fixture)
 
 from sami_toolkit.registry import get_component
 from sami_toolkit.sampler_hf import cut_at_stop
@@ -45,14 +46,14 @@ def test_model_cached_and_closed(tiny_model_dir):
 
 
 def test_stop_strings_cut(tiny_model_dir):
-    plain = get_component("samplers", "hf", {"max_new_tokens": 12, "dtype": "float32"})
+    plain = get_component("samplers", "hf", {"max_new_tokens": 8, "dtype": "float32"})
     texts = plain.generate(str(tiny_model_dir), PROMPTS)
     # pick a stop string that occurs inside one of the unconstrained outputs
     target = next((t for t in texts if len(t.strip()) >= 4), None)
     if target is None:
         pytest.skip("the random model produced only empty continuations")
     stop = target.strip()[1:3]
-    stopped = get_component("samplers", "hf", {"max_new_tokens": 12, "stop": [stop], "dtype": "float32"})
+    stopped = get_component("samplers", "hf", {"max_new_tokens": 8, "stop": [stop], "dtype": "float32"})
     cut = stopped.generate(str(tiny_model_dir), PROMPTS)
     for full, short in zip(texts, cut):
         assert stop not in short

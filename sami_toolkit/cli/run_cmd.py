@@ -1,11 +1,58 @@
-"""``sami-kit run``: placeholder until implemented."""
+"""``sami-kit run``: the SAMI expert-iteration loop (spec §2.1), new or resumed.
+
+Only click and the standard library are imported at module level; the loop, pydantic and rich load when the
+command runs.
+"""
 
 from __future__ import annotations
 
 import click
 
+from .common import override_option
+
 
 @click.command("run")
-def run() -> None:
-    """(not implemented yet)"""
-    raise click.UsageError("'sami-kit run' is not implemented yet")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@override_option
+@click.option("--preset", metavar="NAME",
+              help="Start from a shipped preset: paper-hh, paper-tldr, paper-diverse or demo.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory (default runs/<name>).")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue a killed or unfinished run from its directory; the config must be unchanged.")
+def run(config: str | None, overrides: tuple[str, ...], preset: str | None, run_dir: str | None,
+        resume_dir: str | None) -> None:
+    """Run SAMI: sample, filter, train from the base weights, evaluate; repeat for N iterations.
+
+    \b
+    Examples:
+      sami-kit run --preset demo
+      sami-kit run my-run.yaml -o train.lr=1e-6 -o iterations=2
+      sami-kit run --resume runs/my-run
+    """
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..loop import run_sami
+    from ..run_config import config_from_mapping, load_run_config
+    from .common import stderr_console
+
+    console = stderr_console()
+    if resume_dir is not None:
+        if run_dir is not None and Path(run_dir) != Path(resume_dir):
+            raise ConfigError("--run-dir and --resume name different directories; --resume RUN_DIR is enough")
+        stored = Path(resume_dir) / "config.yaml"
+        if not stored.is_file():
+            raise ConfigError(f"--resume {resume_dir}: not a sami-kit run directory (no config.yaml)")
+        if config is not None or preset is not None:
+            # a config given with --resume must resolve to the recorded one (checked by hash in run_sami)
+            cfg = load_run_config(config, overrides, preset=preset)
+        else:
+            from ..config import apply_overrides, load_yaml
+
+            data = apply_overrides(load_yaml(stored) or {}, overrides)
+            cfg = config_from_mapping(data, where=str(stored))
+        root = run_sami(cfg, resume=True, console=console, run_dir=resume_dir)
+    else:
+        cfg = load_run_config(config, overrides, preset=preset)
+        root = run_sami(cfg, console=console, run_dir=run_dir)
+    console.print(f"[green]done[/green]: {root}/summary.md")
