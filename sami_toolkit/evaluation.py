@@ -375,10 +375,10 @@ class WinRateEvaluator(Evaluator):
             baseline = cached_generate(cache_dir, context.sampler, ref, cmp_prompts, task=context.task,
                                        templates=templates, label=f"win rate: {label} responses",
                                        postprocess=not chat)
-            if chat:  # no prefill to restore; cut at the task's stop strings only
-                from .postprocess import cut_at_stop
+            if chat:  # spec §7.4: instruct outputs get the task's instruct clean-up (no "The post" prefill)
+                from .postprocess import postprocess_response
 
-                baseline = [cut_at_stop(b, templates.stop).strip() for b in baseline]
+                baseline = [postprocess_response(context.task, b, templates, instruct=True) for b in baseline]
             pairs = [ComparisonPair(id=q.id, query=format_judge_query(templates, q.text), constitution=jc,
                                     candidate=c, baseline=b, task=context.task)
                      for q, jc, c, b in zip(queries, judge_const, candidate, baseline)]

@@ -203,6 +203,9 @@ class SamiLoop:
         self._close_sampler()
         self.run.finish()
         write_summary(self.run, cfg)
+        from .report import write_report
+
+        write_report(self.run.root)
 
     # --------------------------------------------------------------------------------------------- sample
     def sample_items(self, t: int) -> list[dict]:
@@ -331,9 +334,9 @@ class SamiLoop:
                 base_model=cfg.model, pairs_path=self.run.pairs_path(t), output_dir=out, steps=steps,
                 batch_size=cfg.batch_size, seed=cfg.seed, settings=cfg.train, progress=progress,
                 trust_remote_code=cfg.trust_remote_code))
-        if not (Path(result.checkpoint_dir) / "config.json").is_file():
+        if not any((Path(result.checkpoint_dir) / f).is_file() for f in ("config.json", "adapter_config.json")):
             raise InfrastructureError(f"trainer '{trainer.name}' reported {result.checkpoint_dir} but wrote no "
-                                      "config.json there")
+                                      "config.json (or LoRA adapter_config.json) there")
         atomic_write_json(self.run.iteration_dir(t) / "train.json",
                           {"trainer": trainer.name, "steps": result.steps, "batch_size": cfg.batch_size,
                            "from": "base", "base_model": cfg.model, "metrics": result.metrics})

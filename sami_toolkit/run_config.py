@@ -202,6 +202,8 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
             user = {}
         if not isinstance(user, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        if user.get("kind", "run") == "run":
+            user.pop("kind", None)  # `kind: run` marks the file for `sami-kit config validate`
         parent = user.pop("extends", None)
         if parent:
             data = deep_merge(data, _parent_data(str(parent), Path(path)))

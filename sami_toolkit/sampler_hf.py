@@ -17,17 +17,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from .components import ComponentOptions, Sampler
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first occurrence of any stop string."""
-    end = len(text)
-    for stop in stops:
-        if stop:
-            pos = text.find(stop)
-            if pos != -1:
-                end = min(end, pos)
-    return text[:end]
+from .postprocess import cut_at_stop
 
 
 class HFSampler(Sampler):

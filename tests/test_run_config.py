@@ -84,3 +84,15 @@ def test_hash_ignores_run_dir_but_not_settings():
 def test_no_config_at_all():
     with pytest.raises(ConfigError, match="no run configuration"):
         load_run_config(None)
+
+
+def test_kind_marker_is_accepted_by_run(tmp_path):
+    """`kind: run` lets `sami-kit config validate` pick the model; `sami-kit run` must accept the same file."""
+    from sami_toolkit.run_config import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("kind: run\nextends: demo\niterations: 1\n")
+    assert load_run_config(path).iterations == 1
+    path.write_text("kind: eval\nextends: demo\n")
+    with pytest.raises(Exception, match="kind"):
+        load_run_config(path)

@@ -160,6 +160,8 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{config_path}: the top level must be a mapping of keys to values")
         data = dict(loaded or {})
+        if data.get("kind") == "eval":
+            data.pop("kind")  # `kind: eval` marks the file for `sami-kit config validate`
     s_opts = _kv(sampler_options, "sampler option")
     for key, value in (("candidate", _side(candidate, sampler, s_opts)), ("baseline", _side(baseline, sampler, s_opts))):
         if value is not None:
