@@ -2,7 +2,9 @@
 
 Reports, for the base model (t = 0) and every iteration's checkpoint, on the demo's 16 held-out posts with all
 4 constitutions of tldr-mistral (spec §1.6): the constitution-side InfoNCE bound (headline), the two-sided InfoNCE
-estimate, the paper's estimator, and mean response length, each ± SEM.
+estimate, the paper's estimator, and mean response length, each ± SEM; and the held-out MI of ``mi-heldout``
+(the base model's responses under the all-positive and all-negative constitutions, scored by each checkpoint).
+Metrics missing from the run (an evaluator it did not run) are computed here.
 
     python bench/bench_demo_mi.py                      # runs `--preset demo` into a new directory first
     python bench/bench_demo_mi.py runs/demo-XYZ        # reuses a finished demo run (reads its metrics.json)
@@ -21,8 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-KEYS = (("MI constitutions (InfoNCE)", "mi_infonce_constitutions"), ("MI two-sided (InfoNCE)", "mi_infonce"),
-        ("MI paper", "mi_paper"), ("mean length (tokens)", "mean_length_tokens"))
+KEYS = (("MI constitutions (InfoNCE)", "mi_infonce_constitutions"),
+        ("held-out MI, fixed base responses", "heldout_mi_infonce_constitutions"),
+        ("MI two-sided (InfoNCE)", "mi_infonce"), ("MI paper", "mi_paper"),
+        ("mean length (tokens)", "mean_length_tokens"))
+#: evaluator -> the metric whose absence means "not run yet on this checkpoint"
+EVALUATORS = (("mi", "mi_infonce_constitutions"), ("mi-heldout", "heldout_mi_infonce_constitutions"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,21 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     for t in range(0, config.iterations + 1):
         metrics_path = run_dir / "iterations" / str(t) / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        if args.recompute or "mi_infonce_constitutions" not in metrics:
+        for name, marker in EVALUATORS:
+            if not args.recompute and marker in metrics:
+                continue
             from sami_toolkit.evaluation import EvalContext
             from sami_toolkit.registry import get_component
 
             plan = plan or plan_run(config, console)
             model = plan.base_model if t == 0 else str(run_dir / "iterations" / str(t) / "checkpoint")
             sampler = get_component("samplers", config.sampler.name, config.sampler.options)
-            mi_ref = next((e for e in config.evaluators if e.name == "mi"), None)
-            evaluator = get_component("evaluators", "mi", mi_ref.options if mi_ref else {})
+            ref = next((e for e in config.evaluators if e.name == name), None)
+            options = ref.options if ref else {k: v for k, v in (next(
+                (e.options for e in config.evaluators if e.name == "mi"), None) or {}).items()
+                if k in ("batch_size", "dtype", "device")}
+            evaluator = get_component("evaluators", name, options)
             out_dir = run_dir / "bench" / str(t)
             out_dir.mkdir(parents=True, exist_ok=True)
-            metrics = evaluator.evaluate(EvalContext(
+            metrics.update(evaluator.evaluate(EvalContext(
                 model=model, base_model=plan.base_model, queries=plan.eval_queries, principle_set=plan.pset,
                 templates=plan.templates, task=config.task, sampler=sampler, judge=None, out_dir=out_dir,
-                seed=config.seed))
+                seed=config.seed, options={"cache_dir": str(run_dir / "bench" / "cache")})))
             sampler.close()
         rows.append({"iteration": t, "steps": config.steps_for(t) if t else 0,
                      **{key: metrics.get(key) for _, key in KEYS},

@@ -8,6 +8,7 @@ The server runs in a separate process so that its request threads do not compete
 
     python bench/bench_judge_throughput.py                 # 32 in flight, 100 ms latency, 640 items
     python bench/bench_judge_throughput.py --items 2000 --concurrency 64 --json
+    python bench/bench_judge_throughput.py --transport litellm   # through litellm instead of straight HTTP
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.1, help="server latency per call, seconds")
     parser.add_argument("--cache", action="store_true", help="also write every verdict to a temporary SQLite cache")
+    parser.add_argument("--transport", default="auto", choices=["auto", "litellm", "openai"],
+                        help="the judge's transport (auto = straight HTTP to this OpenAI-compatible server)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
 
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         judge = get_component("judges", "litellm", {
             "model": "openai/gpt-4-0613", "api_base": f"http://127.0.0.1:{port}/v1", "api_key_env": "SAMI_KIT_BENCH_KEY",
             "concurrency": args.concurrency, "cache_path": os.path.join(tmp, "j.sqlite") if args.cache else "none",
-            "max_retries": 0, "timeout": 30})
+            "max_retries": 0, "timeout": 30, "transport": args.transport})
         judge_pairs(judge, _pairs(args.concurrency, offset=10**6))  # warm-up: imports, connection pool
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
@@ -81,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"items": args.items, "concurrency": args.concurrency, "latency_s": args.latency,
               "elapsed_s": round(elapsed, 3), "items_per_s": round(rate, 1), "ideal_items_per_s": round(ideal, 1),
               "fraction_of_ideal": round(rate / ideal, 3), "client_cpu_ms_per_item": round(1000 * cpu / args.items, 2),
-              "failed": counts["failed"], "cache": args.cache, "cpus": os.cpu_count(),
+              "failed": counts["failed"], "cache": args.cache, "transport": args.transport, "cpus": os.cpu_count(),
               "load_average_1m": round(os.getloadavg()[0], 2)}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.items} items, concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms: "
+        print(f"{args.items} items, concurrency {args.concurrency}, latency {args.latency * 1000:.0f} ms, "
+              f"transport {args.transport}: "
               f"{rate:.1f} items/s = {rate / ideal:.2f} of the ideal {ideal:.0f}/s "
               f"({result['client_cpu_ms_per_item']} ms client CPU per item, {counts['failed']} failed, "
               f"load average {result['load_average_1m']})")

@@ -17,6 +17,14 @@ Usage::
     python bench/bench_scoring.py                 # C=2,4 × fp32,bf16, 3 repeats
     python bench/bench_scoring.py --quick         # C=2 bf16, 1 repeat (smoke run)
     python bench/bench_scoring.py --c 4 --dtype bf16 --repeats 5 --json out.json
+    python bench/bench_scoring.py --device cuda --random-init   # on a GPU: SmolLM2's shape, random weights
+
+On CUDA the step is synchronised before the clock is read and peak memory is ``torch.cuda.max_memory_allocated``
+after the model is loaded (so it counts activations, gradients and the model, not the CUDA context).  Before
+timing, ``--check`` (on by default) scores the same batch with both layouts and prints the largest difference, so a
+number is never reported for a layout that is wrong on that device.  ``--random-init`` builds the model from its
+``config.json`` with random weights: the timing does not depend on the weights, and it lets the benchmark run where
+the weights cannot be copied (a lent GPU machine).
 """
 
 from __future__ import annotations
@@ -44,23 +52,46 @@ def _worker(args: argparse.Namespace) -> None:
     from sami_toolkit.scoring import ScoringOptions, score_token_ids
 
     torch.manual_seed(0)
-    model = load_model(args.model)
+    device = args.device
+    on_gpu = device.startswith("cuda")
+    if args.random_init:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from sami_toolkit.models import resolve_model
+
+        config = AutoConfig.from_pretrained(resolve_model(args.model))
+        config._attn_implementation = args.attn
+        model = AutoModelForCausalLM.from_config(config).float()
+    else:
+        model = load_model(args.model, attn_implementation=args.attn)
+    model.to(device)
     model.train()
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     vocab = model.config.vocab_size
     c, p_len, r_len = args.c, args.p, args.r
     # token ids in [10, vocab) avoid special tokens (BOS/EOS/pad are small ids in SmolLM2's vocabulary)
-    prompts = [[torch.randint(10, vocab, (p_len,)).tolist() for _ in range(c)]]
-    responses = [[torch.randint(10, vocab, (r_len,)).tolist() for _ in range(c)]]
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if args.dtype == "bf16" else contextlib.nullcontext())
+    prompts = [[torch.randint(10, vocab, (p_len,)).tolist() for _ in range(c)] for _ in range(args.queries)]
+    responses = [[torch.randint(10, vocab, (r_len,)).tolist() for _ in range(c)] for _ in range(args.queries)]
+    autocast = (torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16) if args.dtype == "bf16"
+                else contextlib.nullcontext())
+    max_diff = None
+    if args.check and args.variant == "packed":
+        with torch.no_grad(), autocast:
+            naive = score_token_ids(model, prompts, responses, ScoringOptions(layout="naive", reduction="sum"))
+            packed = score_token_ids(model, prompts, responses, ScoringOptions(layout="packed", reduction="sum"))
+        max_diff = float((naive.float() - packed.float()).abs().max())
 
     if args.variant == "bare":
-        ids = torch.tensor([prompts[0][k] + responses[0][j] for k in range(c) for j in range(c)])
+        ids = torch.tensor([prompts[q][k] + responses[q][j] for q in range(args.queries) for k in range(c)
+                            for j in range(c)], device=device)
     elif args.variant == "bare-packed":
-        packed_responses = [tok for response in responses[0] for tok in response]
-        ids = torch.tensor([prompts[0][k] + packed_responses for k in range(c)])
-    tokens = {"bare": c * c * (p_len + r_len), "naive": c * c * (p_len + r_len),
-              "packed": c * (p_len + c * r_len), "bare-packed": c * (p_len + c * r_len)}[args.variant]
+        ids = torch.tensor([prompts[q][k] + [tok for response in responses[q] for tok in response]
+                            for q in range(args.queries) for k in range(c)], device=device)
+    tokens = args.queries * {"bare": c * c * (p_len + r_len), "naive": c * c * (p_len + r_len),
+                             "packed": c * (p_len + c * r_len), "bare-packed": c * (p_len + c * r_len)}[args.variant]
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
@@ -72,6 +103,8 @@ def _worker(args: argparse.Namespace) -> None:
                 scores = score_token_ids(model, prompts, responses, options)
                 loss = sami_loss(scores)
         loss.backward()
+        if on_gpu:
+            torch.cuda.synchronize()
 
     times, cpu_times = [], []
     for i in range(args.warmup + args.repeats):
@@ -80,20 +113,27 @@ def _worker(args: argparse.Namespace) -> None:
         if i >= args.warmup:  # warm-up steps (allocator, autocast weight caches) are not timed
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"variant": args.variant, "c": c, "dtype": args.dtype, "times": times,
+    peak_gb = (torch.cuda.max_memory_allocated() / 1024**3 if on_gpu
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
+    print(json.dumps({"variant": args.variant, "c": c, "dtype": args.dtype, "device": device, "attn": args.attn,
+                      "max_abs_diff_vs_naive": max_diff, "times": times,
                       "median_s": statistics.median(times), "cpu_times": cpu_times,
                       "cpu_median_s": statistics.median(cpu_times), "threads": torch.get_num_threads(),
                       "tokens": tokens,
-                      "peak_rss_gb": peak_kb / 1024**2, "loaded_rss_gb": rss_loaded / 1024**2}))
+                      "peak_rss_gb": peak_gb, "loaded_rss_gb": rss_loaded / 1024**2}))
 
 
 def _run_variant(args: argparse.Namespace, c: int, dtype: str, variant: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--variant", variant, "--c", str(c),
            "--dtype", dtype, "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--p", str(args.p),
-           "--r", str(args.r), "--model", args.model]
+           "--r", str(args.r), "--model", args.model, "--device", args.device, "--attn", args.attn,
+           "--queries", str(args.queries)] + (["--random-init"] if args.random_init else []) + \
+          ([] if args.check else ["--no-check"])
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
+        if "OutOfMemoryError" in proc.stderr or "out of memory" in proc.stderr.lower():
+            # the point of packing: the naive batch may not fit at all; report it and go on
+            return {"variant": variant, "c": c, "dtype": dtype, "oom": True}
         raise SystemExit(f"variant {variant} C={c} {dtype} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -108,11 +148,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--p", type=int, default=300, help="prompt tokens")
     parser.add_argument("--r", type=int, default=60, help="tokens per response")
     parser.add_argument("--model", default="smollm2", help="model reference (default: embedded SmolLM2-135M)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="attention implementation")
+    parser.add_argument("--queries", type=int, default=1, help="queries per step (the batch)")
+    parser.add_argument("--random-init", action="store_true",
+                        help="build the model from its config.json with random weights (timing is unaffected)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="skip the packed-vs-naive score comparison before timing")
     parser.add_argument("--quick", action="store_true", help="smoke run: C=2, bf16, 1 repeat")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
         args.c = args.c[0] if isinstance(args.c, list) else args.c
         args.dtype = args.dtype[0] if isinstance(args.dtype, list) else args.dtype
@@ -125,19 +176,26 @@ def main(argv: list[str] | None = None) -> None:
 
     resolve_model(args.model)  # convert the embedded GGUF once, outside the timed subprocesses
     results = []
-    print(f"P={args.p} R={args.r} model={args.model} repeats={args.repeats} warmup={args.warmup} "
+    print(f"P={args.p} R={args.r} queries={args.queries} model={args.model} random_init={args.random_init} "
+          f"device={args.device} attn={args.attn} repeats={args.repeats} warmup={args.warmup} "
           f"cpus={os.cpu_count()}", flush=True)
-    header = f"{'C':>2} {'dtype':>5} {'variant':>12} {'s/step':>8} {'cpu s':>8} {'tok/s':>8} {'peak GB':>8}"
+    header = (f"{'C':>2} {'dtype':>5} {'variant':>12} {'s/step':>8} {'cpu s':>8} {'tok/s':>8} "
+              f"{'peak GB':>8} {'|S diff|':>9}")
     print(header, flush=True)
     for c in args.c:
         for dtype in args.dtype:
             row: dict[str, dict] = {}
             for variant in args.variants:
                 r = _run_variant(args, c, dtype, variant)
-                row[variant] = r
                 results.append(r)
+                if r.get("oom"):
+                    print(f"{c:>2} {dtype:>5} {variant:>12} {'out of memory':>26}", flush=True)
+                    continue
+                row[variant] = r
                 print(f"{c:>2} {dtype:>5} {variant:>12} {r['median_s']:>8.2f} {r['cpu_median_s']:>8.2f} "
-                      f"{r['tokens'] / r['median_s']:>8.0f} {r['peak_rss_gb']:>8.2f}", flush=True)
+                      f"{r['tokens'] / r['median_s']:>8.0f} {r['peak_rss_gb']:>8.2f} "
+                      f"{'' if r['max_abs_diff_vs_naive'] is None else format(r['max_abs_diff_vs_naive'], '.2e'):>9}",
+                      flush=True)
             if "bare" in row and "packed" in row:
                 a, p = row["bare"], row["packed"]
                 print(f"   C={c} {dtype}: speed-up bare/packed = {a['median_s'] / p['median_s']:.2f}x wall, "

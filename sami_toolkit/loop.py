@@ -393,6 +393,7 @@ def _read_json(path: Path) -> dict:
 #: (column title, metric key) shown per iteration; missing keys are left blank
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("MI col", "mi_infonce_constitutions"),
+    ("held-out MI col", "heldout_mi_infonce_constitutions"),
     ("MI paper", "mi_paper"),
     ("MI 2-sided", "mi_infonce"),
     ("length", "mean_length_tokens"),
@@ -462,7 +463,9 @@ def write_summary(run: "RunDir", config: "RunConfig") -> Path:
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |")
     lines += ["", "kept = pairs kept / queries sampled (spec §2.7); MI col = log C − L_col with sum log-probs "
               "(a valid InfoNCE lower bound on I(Y;C|X), the headline number, spec §1.6); MI paper = the paper's "
-              "estimator (not a bound); MI 2-sided = log C − L (the training loss's form).",
+              "estimator (not a bound); MI 2-sided = log C − L (the training loss's form); held-out MI col = MI col "
+              "on fixed base-model responses under the all-positive and all-negative constitutions (evaluator "
+              "`mi-heldout`: only the scorer changes, like a validation loss).",
               "Per-iteration files: `iterations/<t>/metrics.json`, `pairs.jsonl`, `samples.jsonl`, `eval/`."]
     return atomic_write_text(run.root / "summary.md", "\n".join(lines) + "\n")
 

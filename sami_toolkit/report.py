@@ -226,6 +226,7 @@ def _fmt(v: Any, sem: Any = None, pct: bool = False, digits: int = 3) -> str:
 
 STAT_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("mi_infonce_constitutions", "MI InfoNCE (constitution side)", False),
+    ("heldout_mi_infonce_constitutions", "held-out MI, fixed base responses", False),
     ("mi_infonce", "MI InfoNCE (two-sided)", False),
     ("mi_paper", "MI paper estimator", False),
     ("mean_length_tokens", "mean length (tokens)", False),
@@ -309,6 +310,7 @@ def build_report(run_dir: str | Path) -> str:
     # Figure 2 panels
     charts = []
     mi_series = [s for key, label in (("mi_infonce_constitutions", "InfoNCE, constitution side (headline)"),
+                                      ("heldout_mi_infonce_constitutions", "held-out, fixed base responses"),
                                       ("mi_paper", "paper estimator (not a bound)"),
                                       ("mi_infonce", "InfoNCE, two-sided"))
                  if _has(metrics, key) for s in [_series(metrics, key, label)]]

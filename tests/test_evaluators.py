@@ -138,6 +138,33 @@ def test_mi_sum_scores_change_with_the_scored_constitution(plugin, tiny_model_di
         assert b == pytest.approx(a, rel=0.05, abs=0.5)
 
 
+def test_heldout_mi_scores_fixed_base_responses_under_the_two_extreme_constitutions(plugin, tiny_model_dir,
+                                                                                     tmp_path):
+    """``mi-heldout``: the base model's responses (sampled once, cached), the all-positive and all-negative
+    constitutions, the evaluated checkpoint as scorer, keys prefixed ``heldout_``."""
+    from sami_toolkit.evaluation import METRIC_KEYS
+
+    evaluator = get_component("evaluators", "mi-heldout", {"batch_size": 5})
+    ctx = _context(tmp_path, str(tiny_model_dir), base_model="base-model",
+                   options={"cache_dir": str(tmp_path / "cache")})
+    metrics = evaluator.evaluate(ctx)
+    assert CALLS == [("base-model", 10)]  # 5 queries x 2 constitutions, from the BASE model
+    assert metrics["heldout_mi_n_constitutions"] == 2 and metrics["heldout_mi_n_queries"] == 5
+    assert not any(key.startswith("mi_") for key in metrics) and set(metrics) <= set(METRIC_KEYS)
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "mi-heldout.jsonl").read_text().splitlines()]
+    positive, negative = rows[0]["constitutions"]
+    assert "not " not in positive and all(part.startswith("not ") for part in negative.split(", "))
+    assert len(rows[0]["scores"]) == 2 and len(rows[0]["scores"][0]) == 2
+    assert metrics["heldout_mi_infonce_constitutions"] <= math.log(2) + 1e-6
+    # the next checkpoint: the same responses come from the cache, only the scorer changes
+    again = evaluator.evaluate(_context(tmp_path, str(tiny_model_dir), base_model="base-model",
+                                        options={"cache_dir": str(tmp_path / "cache")}))
+    assert CALLS == [("base-model", 10)]
+    assert again["heldout_mi_infonce_constitutions"] == pytest.approx(metrics["heldout_mi_infonce_constitutions"])
+    with pytest.raises(Exception, match="no base model"):
+        evaluator.evaluate(_context(tmp_path, str(tiny_model_dir)))
+
+
 def test_mi_needs_a_principle_set(plugin, tmp_path):
     from sami_toolkit.errors import ConfigError
 

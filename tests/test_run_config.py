@@ -76,7 +76,7 @@ def test_filter_overrides_merge_with_task_defaults():
 def test_hash_ignores_run_dir_but_not_settings():
     a = load_run_config(preset="demo")
     b = load_run_config(preset="demo", overrides=["run_dir=/elsewhere"])
-    c = load_run_config(preset="demo", overrides=["train.lr=1e-4"])
+    c = load_run_config(preset="demo", overrides=["train.lr=2e-4"])
     assert a.content_hash() == b.content_hash()
     assert a.content_hash() != c.content_hash()
 

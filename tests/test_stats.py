@@ -14,7 +14,9 @@ from sami_toolkit.cli import cli
 from sami_toolkit.stats import (compute_stats, fit_logistic, gate, items_from_records, judge_health, load_items,
                                 model_family, proportion_summary, shared_family)
 
-PAPER = Path(__file__).parents[1].parent / "shared" / "paper-results"
+# the paper's per-item judge outcomes (numbers only, MIT, see tests/data/paper-results/README.md), copied into the
+# repository so that the reproduction tests run on every clean clone
+PAPER = Path(__file__).parent / "data" / "paper-results"
 JUDGMENTS = PAPER / "judgments"
 needs_paper = pytest.mark.skipif(not JUDGMENTS.is_dir(), reason=f"paper per-item judgments not found at {JUDGMENTS}")
 

@@ -13,7 +13,8 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_evaluators(register: Any) -> None:
-    from sami_toolkit.evaluation import MIEvaluator, WinRateEvaluator
+    from sami_toolkit.evaluation import HeldOutMIEvaluator, MIEvaluator, WinRateEvaluator
 
     register(MIEvaluator)
+    register(HeldOutMIEvaluator, aliases=("mi_heldout",))
     register(WinRateEvaluator, aliases=("win_rate", "winrate"))

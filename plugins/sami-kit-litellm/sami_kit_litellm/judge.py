@@ -186,7 +186,10 @@ class LiteLLMJudge(Judge):
                 if progress is not None:
                     progress(1)
 
-        await asyncio.gather(*(one(p) for p in todo))
+        try:
+            await asyncio.gather(*(one(p) for p in todo))
+        finally:
+            await client.aclose()
         if fatal:
             raise fatal_error(f"judge '{self.name}'", fatal[0], self.options.api_key_env)
         if budget is not None and budget.exceeded:

@@ -49,7 +49,10 @@ class LiteLLMSampler(Sampler):
                         progress(1)
                     return text
 
-            return await asyncio.gather(*(one(p) for p in prompts))
+            try:
+                return await asyncio.gather(*(one(p) for p in prompts))
+            finally:
+                await client.aclose()
 
         outputs = run_sync(run_all)
         failures = [o for o in outputs if isinstance(o, CallFailed)]

@@ -38,8 +38,11 @@ class LiteLLMWriter(PromptedWriter):
                     else []) + [{"role": "user", "content": prompt}]
 
         async def call() -> Any:
-            return await client.complete(self.options.model, messages, temperature=self.options.temperature,
-                                         max_tokens=self.options.max_tokens)
+            try:
+                return await client.complete(self.options.model, messages, temperature=self.options.temperature,
+                                             max_tokens=self.options.max_tokens)
+            finally:
+                await client.aclose()
 
         try:
             return run_sync(call).text

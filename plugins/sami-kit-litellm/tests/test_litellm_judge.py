@@ -21,11 +21,37 @@ KEY_ENV = os.environ["SAMI_KIT_TEST_KEY_ENV"]  # set by this folder's conftest, 
 FAKE_KEY = "sk-test-SECRET-9f8e7d6c5b4a"  # the value conftest puts in KEY_ENV (checked below)
 
 
+#: every test in this file runs once per transport: the OpenAI SDK (what ``auto`` picks for an OpenAI-compatible
+#: api_base) and litellm (what ``auto`` picks for everything else); both must keep the same contract
+TRANSPORT = {"value": "auto"}
+
+
+@pytest.fixture(autouse=True, params=["auto", "litellm"])
+def transport(request: pytest.FixtureRequest) -> Any:
+    TRANSPORT["value"] = request.param
+    yield request.param
+    TRANSPORT["value"] = "auto"
+
+
 def make_judge(server: OpenAIServer, cache: Path | None, **options: Any) -> Any:
     opts = {"model": "openai/gpt-4-0613", "api_base": server.api_base, "api_key_env": KEY_ENV,
             "cache_path": str(cache) if cache is not None else "none", "retry_backoff": 0.0, "max_retries": 1,
-            "timeout": 5.0, **options}
+            "timeout": 5.0, "transport": TRANSPORT["value"], **options}
     return get_component("judges", "api", opts)  # the alias of "litellm"
+
+
+def test_transport_routing(server: OpenAIServer, transport: str) -> None:
+    judge = make_judge(server, None)
+    expected = "gpt-4-0613" if transport == "auto" else None  # auto + OpenAI-compatible api_base: the SDK
+    assert judge.client().openai_model_name("openai/gpt-4-0613") == expected
+    assert judge.client().openai_model_name("gpt-4-0613") == expected
+    # no api_base (OpenAI's own API) or another provider: litellm keeps handling model quirks
+    hosted = get_component("judges", "litellm", {"model": "gpt-4-0613", "transport": transport})
+    assert hosted.client().openai_model_name("gpt-4-0613") is None
+    assert judge.client().openai_model_name("anthropic/claude-3-opus-20240229") is None
+    forced = get_component("judges", "litellm", {"model": "openai/x", "api_base": server.api_base,
+                                                 "transport": "openai"})
+    assert forced.client().openai_model_name("openai/x") == "x"
 
 
 def pairs(n: int, *, task: str = "hh-rlhf") -> list[ComparisonPair]:
@@ -161,7 +187,8 @@ def test_api_key_never_leaks(server: OpenAIServer, tmp_path: Path, capfd: pytest
     server.fault = lambda req, n: Fault("500") if n % 3 == 0 else None
     judge = make_judge(server, cache, max_retries=0)
     outcomes = judge_pairs(judge, pairs(9))
-    assert server.requests[0].headers.get("authorization") == f"Bearer {FAKE_KEY}"  # it was really used
+    headers = {name.lower(): value for name, value in server.requests[0].headers.items()}
+    assert headers.get("authorization") == f"Bearer {FAKE_KEY}"  # it was really used
     assert any(o.failed for o in outcomes) and any(not o.failed for o in outcomes)
     blob = repr(outcomes) + repr(judge.options.model_dump())
     for path in cache.parent.iterdir():  # the sqlite file and its WAL
