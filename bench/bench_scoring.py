@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device is None:
-        import torch
+        from sami_toolkit.devices import resolve_auto_device
 
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+        args.device = resolve_auto_device("auto")
     if args.worker:
         args.c = args.c[0] if isinstance(args.c, list) else args.c
         args.dtype = args.dtype[0] if isinstance(args.dtype, list) else args.dtype

@@ -28,3 +28,13 @@ def bf16_is_fast(device: str) -> bool:
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     return cpu_has_native_bf16()
+
+
+def resolve_auto_device(setting: str) -> str:
+    """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; any other setting as given. The one meaning of
+    ``device: auto`` shared by the trainers, the ``hf`` sampler and the MI evaluator."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

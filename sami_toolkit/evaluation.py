@@ -237,15 +237,6 @@ def mi_summary(scores: "torch.Tensor") -> dict[str, Any]:
     return out
 
 
-def resolve_torch_device(device: str) -> str:
-    """``auto`` → ``cuda`` where a GPU is visible, else ``cpu``; anything else as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class MIProtocolOptions(ComponentOptions):
     """What the MI evaluators measure (spec §1.6), whatever scores the matrices."""
 
@@ -296,12 +287,13 @@ class MIEvaluator(Evaluator):
         every prompt; the tokenizer counts response lengths."""
         import torch
 
+        from .devices import resolve_auto_device
         from .models import load_model, load_tokenizer
         from .scoring import ScoringOptions, score_matrix
 
         if hasattr(context.sampler, "close"):
             context.sampler.close()  # free the sampler's copy of the model first
-        device = resolve_torch_device(self.options.device)
+        device = resolve_auto_device(self.options.device)
         tokenizer = load_tokenizer(context.model)
         model = load_model(context.model, dtype=self.options.dtype, device=device)
         model.eval()

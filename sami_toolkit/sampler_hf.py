@@ -48,11 +48,9 @@ class HFSampler(Sampler):
 
     # ------------------------------------------------------------------------------------------------ model
     def _device(self) -> str:
-        import torch
+        from .devices import resolve_auto_device
 
-        if self.options.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.options.device
+        return resolve_auto_device(self.options.device)
 
     def _dtype(self, device: str) -> str:
         import torch

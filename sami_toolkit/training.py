@@ -209,8 +209,10 @@ def resolve_device(setting: str) -> str:
     """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is a configuration error."""
     import torch
 
+    from .devices import resolve_auto_device
+
     if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_auto_device(setting)
     if setting == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available",
                           hint="set train.device: auto (or cpu)")
