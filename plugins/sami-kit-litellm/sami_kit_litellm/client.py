@@ -305,47 +305,50 @@ class ApiClient:
                 raise ValueError(f"the API answered HTTP {response.status} with a body that is not JSON: "
                                  f"{text[:120]!r}") from None
 
-    async def _complete_direct(self, model: str, name: str, messages: list[dict[str, str]],
-                               params: dict[str, Any]) -> Completion:
-        """One chat completion over the OpenAI protocol, with the same retry and error contract as litellm's:
-        401/403/404 are fatal, 400/422 fail the call, 429/5xx/timeouts/garbage are retried (bounded)."""
-        last = ""
-        for attempt in range(self.options.max_retries + 1):
-            try:
-                data = await self._post_chat(name, messages, params)
-                try:
-                    text = data["choices"][0]["message"]["content"]
-                except (KeyError, IndexError, TypeError):
-                    raise ValueError("the API answer has no choices[0].message.content") from None
-                if text is None:
-                    raise ValueError("the API returned no message content")
-                usage = data.get("usage") or {}
-                tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-                return Completion(text=str(text), cost=float(self.price_of(model, *tokens) or 0.0),
-                                  prompt_tokens=tokens[0], completion_tokens=tokens[1])
-            except asyncio.CancelledError:
-                raise
-            except _HttpError as exc:
-                message = self.scrub(f"{model}: {exc.kind} (HTTP {exc.status}): {exc.body}")
-                if exc.status in (401, 403, 404):
-                    raise CallFailed(message, fatal=True) from None
-                if exc.status in (400, 413, 422):
-                    raise CallFailed(message) from None
-                last = message
-                if attempt < self.options.max_retries:
-                    await asyncio.sleep(self._backoff(attempt, exc))
-            except Exception as exc:  # noqa: BLE001 - timeout, connection error, garbage: retried, bounded
-                last = self.scrub(f"{type(exc).__name__}: {exc}")
-                if attempt < self.options.max_retries:
-                    await asyncio.sleep(self._backoff(attempt, exc))
-        tries = self.options.max_retries + 1
-        raise CallFailed(f"{model}: gave up after {tries} attempt{'s' if tries > 1 else ''}: {last}")
+    async def _call_direct(self, model: str, name: str, messages: list[dict[str, str]],
+                           params: dict[str, Any]) -> Completion:
+        """One attempt over the OpenAI protocol (no retries)."""
+        data = await self._post_chat(name, messages, params)
+        try:
+            text = data["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError("the API answer has no choices[0].message.content") from None
+        if text is None:
+            raise ValueError("the API returned no message content")
+        usage = data.get("usage") or {}
+        tokens = (int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        return Completion(text=str(text), cost=float(self.price_of(model, *tokens) or 0.0),
+                          prompt_tokens=tokens[0], completion_tokens=tokens[1])
 
-    async def complete(self, model: str, messages: list[dict[str, str]], **params: Any) -> Completion:
-        """One chat completion with bounded retries; raises :class:`CallFailed`."""
-        name = self.openai_model_name(model)
-        if name is not None:
-            return await self._complete_direct(model, name, messages, params)
+    def _classify_direct(self, model: str, exc: Exception) -> tuple[str, str]:
+        """401/403/404 are fatal, 400/413/422 fail the call, 429/5xx/timeouts/garbage are retried."""
+        if isinstance(exc, _HttpError):
+            message = self.scrub(f"{model}: {exc.kind} (HTTP {exc.status}): {exc.body}")
+            if exc.status in (401, 403, 404):
+                return "fatal", message
+            return ("final" if exc.status in (400, 413, 422) else "retry"), message
+        return "retry", self.scrub(f"{type(exc).__name__}: {exc}")
+
+    async def _call_litellm(self, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion:
+        """One attempt through ``litellm.acompletion`` (its own retries are off)."""
+        litellm = import_litellm()
+        kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.options.timeout,
+                                  "max_retries": 0, **params}
+        if self.options.api_base:
+            kwargs["api_base"] = self.options.api_base
+        if self._key:
+            kwargs["api_key"] = self._key
+        response = await litellm.acompletion(**kwargs)
+        text = response.choices[0].message.content
+        if text is None:
+            raise ValueError("the API returned no message content")
+        usage = getattr(response, "usage", None)
+        tokens = (int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
+        return Completion(text=str(text), cost=self._cost(model, response, tokens),
+                          prompt_tokens=tokens[0], completion_tokens=tokens[1])
+
+    def _classify_litellm(self, model: str, exc: Exception) -> tuple[str, str]:
+        """Authentication / permission / unknown model are fatal; bad requests fail the call; the rest retry."""
         litellm = import_litellm()
         fatal_types = tuple(t for t in (getattr(litellm, "AuthenticationError", None),
                                         getattr(litellm, "PermissionDeniedError", None),
@@ -354,33 +357,32 @@ class ApiClient:
                                         getattr(litellm, "ContentPolicyViolationError", None),
                                         getattr(litellm, "ContextWindowExceededError", None),
                                         getattr(litellm, "UnsupportedParamsError", None)) if t is not None)
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "timeout": self.options.timeout,
-                                  "max_retries": 0, **params}
-        if self.options.api_base:
-            kwargs["api_base"] = self.options.api_base
-        if self._key:
-            kwargs["api_key"] = self._key
+        if isinstance(exc, fatal_types):
+            return "fatal", self.scrub(f"{model}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, final_types):
+            return "final", self.scrub(f"{model}: {type(exc).__name__}: {exc}")
+        return "retry", self.scrub(f"{type(exc).__name__}: {exc}")  # rate limit, timeout, 5xx, garbage
+
+    async def complete(self, model: str, messages: list[dict[str, str]], **params: Any) -> Completion:
+        """One chat completion with bounded retries, over either transport; raises :class:`CallFailed`."""
+        name = self.openai_model_name(model)
+        attempt: Callable[[], Awaitable[Completion]]
+        if name is not None:
+            attempt, classify = (lambda: self._call_direct(model, name, messages, params)), self._classify_direct
+        else:
+            attempt, classify = (lambda: self._call_litellm(model, messages, params)), self._classify_litellm
         last = ""
-        for attempt in range(self.options.max_retries + 1):
+        for n in range(self.options.max_retries + 1):
             try:
-                response = await litellm.acompletion(**kwargs)
-                text = response.choices[0].message.content
-                if text is None:
-                    raise ValueError("the API returned no message content")
-                usage = getattr(response, "usage", None)
-                tokens = (int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0))
-                return Completion(text=str(text), cost=self._cost(model, response, tokens),
-                                  prompt_tokens=tokens[0], completion_tokens=tokens[1])
+                return await attempt()
             except asyncio.CancelledError:
                 raise
-            except fatal_types as exc:
-                raise CallFailed(self.scrub(f"{model}: {type(exc).__name__}: {exc}"), fatal=True) from None
-            except final_types as exc:
-                raise CallFailed(self.scrub(f"{model}: {type(exc).__name__}: {exc}")) from None
-            except Exception as exc:  # noqa: BLE001 - rate limit, timeout, 5xx, garbage: retried, bounded
-                last = self.scrub(f"{type(exc).__name__}: {exc}")
-                if attempt < self.options.max_retries:
-                    await asyncio.sleep(self._backoff(attempt, exc))
+            except Exception as exc:  # noqa: BLE001 - sorted by the transport's classify, retries bounded
+                kind, last = classify(model, exc)
+                if kind != "retry":
+                    raise CallFailed(last, fatal=kind == "fatal") from None
+                if n < self.options.max_retries:
+                    await asyncio.sleep(self._backoff(n, exc))
         tries = self.options.max_retries + 1
         raise CallFailed(f"{model}: gave up after {tries} attempt{'s' if tries > 1 else ''}: {last}")
 
