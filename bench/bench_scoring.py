@@ -14,10 +14,13 @@ below.  It reports wall-clock and process CPU seconds: on a shared machine CPU t
 
 Usage::
 
-    python bench/bench_scoring.py                 # C=2,4 × fp32,bf16, 3 repeats
+    python bench/bench_scoring.py                 # C=2,4 × fp32,bf16, 3 repeats, 2 rounds
     python bench/bench_scoring.py --quick         # C=2 bf16, 1 repeat (smoke run)
     python bench/bench_scoring.py --c 4 --dtype bf16 --repeats 5 --json out.json
     python bench/bench_scoring.py --device cuda --random-init   # on a GPU: SmolLM2's shape, random weights
+
+Each round runs every variant once, back to back, and the ratios are taken within a round (their median is
+printed): on a shared machine whose speed drifts over minutes, variants measured minutes apart are not comparable.
 
 On CUDA the step is synchronised before the clock is read and peak memory is ``torch.cuda.max_memory_allocated``
 after the model is loaded (so it counts activations, gradients and the model, not the CUDA context).  Before
@@ -138,6 +141,50 @@ def _run_variant(args: argparse.Namespace, c: int, dtype: str, variant: str) -> 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _print_row(r: dict) -> None:
+    if r.get("oom"):
+        print(f"{r['c']:>2} {r['dtype']:>5} {r['variant']:>12} {'out of memory':>26}", flush=True)
+        return
+    diff = r["max_abs_diff_vs_naive"]
+    print(f"{r['c']:>2} {r['dtype']:>5} {r['variant']:>12} {r['median_s']:>8.2f} {r['cpu_median_s']:>8.2f} "
+          f"{r['tokens'] / r['median_s']:>8.0f} {r['peak_rss_gb']:>8.2f} "
+          f"{'' if diff is None else format(diff, '.2e'):>9}", flush=True)
+
+
+def _measure_round(args: argparse.Namespace, c: int, dtype: str, results: list) -> dict[str, dict]:
+    """One fresh subprocess per variant, run back to back: ratios are taken within a round, so a machine whose
+    speed drifts over minutes (a shared cloud host: the same step measured 2.8 s and 4.7 s an hour apart) still
+    compares like with like."""
+    row: dict[str, dict] = {}
+    for variant in args.variants:
+        r = _run_variant(args, c, dtype, variant)
+        results.append(r)
+        _print_row(r)
+        if not r.get("oom"):
+            row[variant] = r
+    return row
+
+
+def _print_ratios(c: int, dtype: str, rounds: list[dict[str, dict]]) -> None:
+    """Per-round ratios and their median (wall and process-CPU seconds)."""
+
+    def ratio(top: str, bottom: str, key: str) -> list[float]:
+        return [r[top][key] / r[bottom][key] for r in rounds if top in r and bottom in r]
+
+    def show(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}x" + (f" (rounds: {', '.join(f'{v:.2f}' for v in values)})"
+                                                       if len(values) > 1 else "")
+
+    for top, bottom, what in (("bare", "packed", "speed-up bare/packed"), ("bare", "naive", "speed-up bare/naive"),
+                              ("bare-packed", "packed", "throughput packed SAMI / bare f+b of the same batch")):
+        wall, cpu = ratio(top, bottom, "median_s"), ratio(top, bottom, "cpu_median_s")
+        if wall:
+            print(f"   C={c} {dtype}: {what} = {show(wall)} wall, {show(cpu)} cpu", flush=True)
+    memory = ratio("packed", "bare", "peak_rss_gb")
+    if memory:
+        print(f"   C={c} {dtype}: peak memory packed/bare = {show(memory)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--c", type=int, nargs="+", default=[2, 4], help="constitutions per query")
@@ -145,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times the whole set of variants is run, back to back (ratios are per round)")
     parser.add_argument("--p", type=int, default=300, help="prompt tokens")
     parser.add_argument("--r", type=int, default=60, help="tokens per response")
     parser.add_argument("--model", default="smollm2", help="model reference (default: embedded SmolLM2-135M)")
@@ -170,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         _worker(args)
         return
     if args.quick:
-        args.c, args.dtype, args.repeats = [2], ["bf16"], 1
+        args.c, args.dtype, args.repeats, args.rounds = [2], ["bf16"], 1, 1
 
     from sami_toolkit.models import resolve_model
 
@@ -178,38 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     print(f"P={args.p} R={args.r} queries={args.queries} model={args.model} random_init={args.random_init} "
           f"device={args.device} attn={args.attn} repeats={args.repeats} warmup={args.warmup} "
+          f"rounds={args.rounds} "
           f"cpus={os.cpu_count()}", flush=True)
     header = (f"{'C':>2} {'dtype':>5} {'variant':>12} {'s/step':>8} {'cpu s':>8} {'tok/s':>8} "
               f"{'peak GB':>8} {'|S diff|':>9}")
     print(header, flush=True)
     for c in args.c:
         for dtype in args.dtype:
-            row: dict[str, dict] = {}
-            for variant in args.variants:
-                r = _run_variant(args, c, dtype, variant)
-                results.append(r)
-                if r.get("oom"):
-                    print(f"{c:>2} {dtype:>5} {variant:>12} {'out of memory':>26}", flush=True)
-                    continue
-                row[variant] = r
-                print(f"{c:>2} {dtype:>5} {variant:>12} {r['median_s']:>8.2f} {r['cpu_median_s']:>8.2f} "
-                      f"{r['tokens'] / r['median_s']:>8.0f} {r['peak_rss_gb']:>8.2f} "
-                      f"{'' if r['max_abs_diff_vs_naive'] is None else format(r['max_abs_diff_vs_naive'], '.2e'):>9}",
-                      flush=True)
-            if "bare" in row and "packed" in row:
-                a, p = row["bare"], row["packed"]
-                print(f"   C={c} {dtype}: speed-up bare/packed = {a['median_s'] / p['median_s']:.2f}x wall, "
-                      f"{a['cpu_median_s'] / p['cpu_median_s']:.2f}x cpu; "
-                      f"memory packed/bare = {p['peak_rss_gb'] / a['peak_rss_gb']:.2f}x", flush=True)
-            if "bare" in row and "naive" in row:
-                a, n = row["bare"], row["naive"]
-                print(f"   C={c} {dtype}: speed-up bare/naive = {a['median_s'] / n['median_s']:.2f}x wall, "
-                      f"{a['cpu_median_s'] / n['cpu_median_s']:.2f}x cpu", flush=True)
-            if "bare-packed" in row and "packed" in row:
-                d, p = row["bare-packed"], row["packed"]
-                print(f"   C={c} {dtype}: throughput packed SAMI / bare f+b of the same batch = "
-                      f"{d['median_s'] / p['median_s']:.2f} wall, {d['cpu_median_s'] / p['cpu_median_s']:.2f} cpu",
-                      flush=True)
+            rounds = [_measure_round(args, c, dtype, results) for _ in range(args.rounds)]
+            _print_ratios(c, dtype, rounds)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

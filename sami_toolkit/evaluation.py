@@ -42,7 +42,7 @@ _MI_KEYS: tuple[str, ...] = (
     "mi_paper", "mi_paper_sem", "mi_infonce", "mi_infonce_sem", "mi_infonce_constitutions",
     "mi_infonce_constitutions_sem", "mi_infonce_responses", "mi_infonce_responses_sem", "mean_length_tokens",
     "mean_length_tokens_sem", "mi_n_queries", "mi_n_constitutions", "mi_skipped_queries", "mi_file", "mi_note",
-    "mi_scorer")
+    "mi_scorer", "mi_precision")
 
 #: metric keys the evaluators put in ``metrics.json`` (the report and the loop rely on these names)
 METRIC_KEYS: tuple[str, ...] = (
@@ -269,15 +269,29 @@ class MIEvaluator(Evaluator):
     scorer = "transformers"
     #: put before every metric key (``mi-heldout`` uses ``heldout_``), so two MI evaluators can run side by side
     metric_prefix = ""
+    #: what the scores were computed in, set by :meth:`scoring_session` (recorded as ``mi_precision``: with
+    #: ``autocast: auto`` it depends on the machine)
+    scorer_precision: str | None = None
 
     class Options(MIProtocolOptions):
         batch_size: int = Field(2, ge=1, description="Queries per scoring micro-batch (each is C×C sequences).")
         dtype: Literal["float32", "bfloat16"] = Field("float32", description="Scoring precision (bfloat16 is "
                                                                              "faster on CPUs with bf16).")
-        autocast: bool = Field(False, description="Score under bfloat16 autocast with float32 weights (about 3x "
-                                                  "faster on CPUs with bf16 support; scores stay float32).")
+        autocast: bool | Literal["auto"] = Field(
+            "auto", description="Score under bfloat16 autocast with float32 weights (scores stay float32): true, "
+                                "false, or auto = where bf16 is fast (GPUs with bf16, CPUs with AVX512-BF16/AMX: "
+                                "about 3x faster there; bf16 is ~15x slower on AVX2-only CPUs).")
         device: str = Field("auto", description="Torch device for scoring: auto (CUDA when available), cpu, "
                                                 "cuda, cuda:1...")
+
+    def uses_autocast(self, device: str) -> bool:
+        """Whether scoring on ``device`` runs under bf16 autocast: ``autocast: auto`` turns it on for float32
+        weights where bf16 is fast, the same rule as the trainers' ``precision: auto``."""
+        if self.options.autocast != "auto":
+            return bool(self.options.autocast)
+        from .devices import bf16_is_fast
+
+        return self.options.dtype == "float32" and bf16_is_fast(device)
 
     @contextlib.contextmanager
     def scoring_session(self, context: EvalContext) -> "Iterator[tuple[ScoreFn, Any]]":
@@ -299,13 +313,15 @@ class MIEvaluator(Evaluator):
         model.eval()
         options = ScoringOptions(reduction="sum", max_length=self.options.max_length)
         bs = self.options.batch_size
+        use_autocast = self.uses_autocast(device)
+        self.scorer_precision = "bf16-autocast" if use_autocast else self.options.dtype
 
         def score(prompts: list[list[str]], responses: list[list[str]],
                   advance: Callable[[int], None]) -> "torch.Tensor":
             parts = []
             for start in range(0, len(prompts), bs):
                 autocast = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-                            if self.options.autocast else contextlib.nullcontext())
+                            if use_autocast else contextlib.nullcontext())
                 with torch.no_grad(), autocast:
                     parts.append(score_matrix(model, tokenizer, prompts[start:start + bs],
                                               responses[start:start + bs], options).float().cpu())
@@ -378,7 +394,7 @@ class MIEvaluator(Evaluator):
 
         result: dict[str, Any] = {"mi_n_queries": len(rows), "mi_n_constitutions": C,
                                   "mi_skipped_queries": len(skipped), "mi_file": str(out_path),
-                                  "mi_scorer": self.scorer}
+                                  "mi_scorer": self.scorer, "mi_precision": self.scorer_precision}
         for key in MI_ESTIMATORS:
             result[key], result[f"{key}_sem"] = mean_sem([r[key] for r in rows])
         # response length of the all-positive constitution (constitution 0, spec §8.6), in tokens

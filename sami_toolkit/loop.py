@@ -337,9 +337,14 @@ class SamiLoop:
         if not any((Path(result.checkpoint_dir) / f).is_file() for f in ("config.json", "adapter_config.json")):
             raise InfrastructureError(f"trainer '{trainer.name}' reported {result.checkpoint_dir} but wrote no "
                                       "config.json (or LoRA adapter_config.json) there")
+        from .training import resolve_device, resolve_precision
+
+        # the concrete precision (``auto`` depends on the machine), so two runs' numbers can be told apart
+        precision = resolve_precision(cfg.train, resolve_device(cfg.train.device))
         atomic_write_json(self.run.iteration_dir(t) / "train.json",
                           {"trainer": trainer.name, "steps": result.steps, "batch_size": cfg.batch_size,
-                           "from": "base", "base_model": cfg.model, "metrics": result.metrics})
+                           "from": "base", "base_model": cfg.model, "precision": precision,
+                           "metrics": result.metrics})
         self.run.mark_done(t, "train", Path(result.checkpoint_dir), steps=result.steps, trainer=trainer.name)
         _maybe_kill(f"checkpoint:{t}")
 
@@ -452,11 +457,15 @@ def write_summary(run: "RunDir", config: "RunConfig") -> Path:
     from .store import atomic_write_text
 
     headers, rows = summary_rows(run, config)
+    precisions = sorted({_read_json(run.iteration_dir(t) / "train.json").get("precision", "")
+                         for t in range(1, config.iterations + 1) if (run.iteration_dir(t) / "train.json").is_file()}
+                        - {""})
+    precision = f", precision {'/'.join(precisions)}" if precisions else ""
     lines = [f"# SAMI run `{config.name}`", "",
              f"- base model: `{config.model}`; task `{config.task}`; principles `{config.principles}`",
              f"- constitutions: {config.constitutions.strategy}, C = {config.constitutions.n}; "
              f"trainer `{config.trainer.name}`, lr {config.train.lr:g}, {config.train.optimizer}, "
-             f"batch {config.batch_size}, N_b {config.batches_per_iteration}",
+             f"batch {config.batch_size}, N_b {config.batches_per_iteration}{precision}",
              f"- iterations: {config.iterations}; training always restarts from the base weights (spec §2.1)", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's demo: install sami-kit (scripts/install.sh), then run a complete 2-iteration SAMI run offline on the
-# embedded SmolLM2-135M-Instruct with the shipped demo posts (`sami-kit run --preset demo`, ~10-15 min on 2 CPU cores).
+# embedded SmolLM2-135M-Instruct with the shipped demo posts (`sami-kit run --preset demo`, 8-12 min on 2 CPU cores).
 # Extra arguments go to `sami-kit run`, e.g.  bash scripts/demo.sh -o iterations=1
 # The run directory is runs/demo-<timestamp> (override with SAMI_KIT_DEMO_DIR); summary.md there has the results.
 set -euo pipefail

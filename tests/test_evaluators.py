@@ -125,13 +125,16 @@ def test_mi_evaluator_on_tiny_model(plugin, tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_mi_sum_scores_change_with_the_scored_constitution(plugin, tiny_model_dir, tmp_path):
     # the matrix is not constant down a column: the constitution in the training prompt changes the log-prob
-    get_component("evaluators", "mi", {"batch_size": 5}).evaluate(_context(tmp_path, str(tiny_model_dir)))
+    metrics32 = get_component("evaluators", "mi", {"batch_size": 5, "autocast": False}).evaluate(
+        _context(tmp_path, str(tiny_model_dir)))
     row = json.loads((tmp_path / "eval" / "mi.jsonl").read_text().splitlines()[0])
     column = [row["scores"][k][0] for k in range(4)]
     assert max(column) - min(column) > 1e-4
     # bf16 autocast gives the same matrix up to bf16 rounding (same seed -> same shuffles and responses)
-    get_component("evaluators", "mi", {"batch_size": 5, "autocast": True, "file_name": "mi-bf16.jsonl"}).evaluate(
+    metrics16 = get_component("evaluators", "mi", {"batch_size": 5, "autocast": True,
+                                                   "file_name": "mi-bf16.jsonl"}).evaluate(
         _context(tmp_path, str(tiny_model_dir)))
+    assert metrics16["mi_precision"] == "bf16-autocast" and metrics32["mi_precision"] == "float32"
     row16 = json.loads((tmp_path / "eval" / "mi-bf16.jsonl").read_text().splitlines()[0])
     assert row16["responses"] == row["responses"]
     for a, b in zip(sum(row["scores"], []), sum(row16["scores"], [])):

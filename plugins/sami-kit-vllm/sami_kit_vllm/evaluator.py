@@ -46,6 +46,7 @@ class VLLMMIEvaluator(MIEvaluator):
         from .scorer import score_matrix_vllm
 
         sampler = context.sampler
+        self.scorer_precision = f"vllm {self.options.dtype}"
         if isinstance(sampler, VLLMSampler):
             engine, owned = sampler.engine, False  # reuse the loaded checkpoint
         else:

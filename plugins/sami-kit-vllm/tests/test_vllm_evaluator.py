@@ -36,7 +36,7 @@ def _context(model_dir: Path, sampler: Any, out_dir: Path) -> Any:
 def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: Path, tmp_path: Path) -> None:
     from sami_toolkit.registry import get_component
     fixed = CyclingSampler()  # deterministic responses: only the scoring differs
-    core = get_component("evaluators", "mi", {"dtype": "float32"}).evaluate(
+    core = get_component("evaluators", "mi", {"dtype": "float32", "autocast": False}).evaluate(
         _context(vllm_model_dir, fixed, tmp_path / "core"))
     ours = get_component("evaluators", "mi-vllm", {"dtype": "float32", "enforce_eager": True,
                                                    "gpu_memory_utilization": 0.3}).evaluate(
