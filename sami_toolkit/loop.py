@@ -457,9 +457,9 @@ def write_summary(run: "RunDir", config: "RunConfig") -> Path:
     from .store import atomic_write_text
 
     headers, rows = summary_rows(run, config)
-    precisions = sorted({_read_json(run.iteration_dir(t) / "train.json").get("precision", "")
-                         for t in range(1, config.iterations + 1) if (run.iteration_dir(t) / "train.json").is_file()}
-                        - {""})
+    # _read_json gives {} for an iteration not trained yet
+    precisions = sorted({_read_json(run.iteration_dir(t) / "train.json").get("precision")
+                         for t in range(1, config.iterations + 1)} - {None})
     precision = f", precision {'/'.join(precisions)}" if precisions else ""
     lines = [f"# SAMI run `{config.name}`", "",
              f"- base model: `{config.model}`; task `{config.task}`; principles `{config.principles}`",
