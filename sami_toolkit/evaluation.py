@@ -128,10 +128,11 @@ def generate(sampler: "Sampler", model: str, prompts: Sequence[str], *, task: st
 
 def with_progress(fn: Callable[[Callable[[int], None]], Any], total: int, label: str) -> Any:
     """Run ``fn(progress_callback)`` under a rich progress bar on stderr (quiet when stderr is not a TTY)."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    from .consoles import console as make_console
+
+    console = make_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task_id = bar.add_task(label, total=total)

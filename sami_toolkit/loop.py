@@ -339,8 +339,9 @@ class SamiLoop:
                                       "config.json (or LoRA adapter_config.json) there")
         from .training import resolve_device, resolve_precision
 
-        # the concrete precision (``auto`` depends on the machine), so two runs' numbers can be told apart
-        precision = resolve_precision(cfg.train, resolve_device(cfg.train.device))
+        # the concrete precision (``auto`` depends on the machine), so two runs' numbers can be told apart; the
+        # trainer says what it ran in, and a trainer that does not gets what the setting resolves to here
+        precision = result.precision or resolve_precision(cfg.train, resolve_device(cfg.train.device))
         atomic_write_json(self.run.iteration_dir(t) / "train.json",
                           {"trainer": trainer.name, "steps": result.steps, "batch_size": cfg.batch_size,
                            "from": "base", "base_model": cfg.model, "precision": precision,
@@ -505,11 +506,10 @@ def run_sami(config: "RunConfig", *, resume: bool = False, console: "Console | N
 
     A new run refuses an existing run directory (``--resume`` continues it); a resume refuses a config whose
     hash differs from the one recorded when the run started (exit 2)."""
-    from rich.console import Console
-
+    from .consoles import console as make_console
     from .store import RunDir
 
-    console = console or Console(stderr=True)
+    console = console or make_console()
     _quiet_libraries()
     root = Path(run_dir) if run_dir is not None else config.resolved_run_dir()
     run = RunDir(root)

@@ -12,8 +12,11 @@ the same numbers:
   ``docs/scoring.md``).  Used where the model is known to accept a custom additive 4D mask (an allow-list of
   architectures × sdpa/eager); anything else falls back to naive with one log line, never silently wrong numbers.
 
+Under sdpa, packed attention is split at the shared causal prefix (the shortest prompt): those queries run as
+plain causal sdpa, which kernels compute block-sparsely, and only the rest use the mask (:func:`_prefix_split_sdpa`).
+
 Both layouts apply the LM head only to response-predicting positions and take a selective log-softmax
-(logsumexp + gather), never a full ``[positions × vocab]`` log_softmax.
+(logsumexp + gather, with a fused backward), never a full ``[positions × vocab]`` log_softmax.
 
 Tokenisation follows spec §10.12: prompt and response are tokenised separately (no special tokens) and their ids
 concatenated, so a tokenizer that merges across the ``Summary:``/response boundary cannot shift the mask.  The
@@ -26,9 +29,10 @@ Torch is imported inside functions: :class:`ScoringOptions` is used by config va
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -248,6 +252,9 @@ class _Batch:
     predict_index: torch.Tensor  # [M] flat positions into [N*T]
     targets: torch.Tensor  # [M]
     slot_mask: torch.Tensor  # [B, C, C, R_max] bool, True where a scored token sits (M of them)
+    #: packed only: the first ``causal_prefix`` positions of every row are prompt tokens with a plain causal mask
+    #: (the shortest prompt's length), which the split sdpa attention computes without the mask; 0 = no split
+    causal_prefix: int = 0
 
 
 def _slot_mask(enc: _Encoded) -> torch.Tensor:
@@ -356,8 +363,10 @@ def _packed_batch(enc: _Encoded, mask_dtype: torch.dtype, debug: str | None = No
         mask = torch.zeros(keep.shape, dtype=mask_dtype, device=keep.device)
         mask.masked_fill_(~keep, torch.finfo(mask_dtype).min)
     pos_t = torch.tensor(positions, dtype=torch.long)
+    # the known-bug modes exercise the masked attention path alone; the real layout splits off the shared prefix
+    prefix = min(len(p) for row in enc.prompts for p in row) if debug in (None, "force") else 0
     return _Batch(torch.tensor(rows, dtype=torch.long), pos_t, mask, torch.tensor(predict, dtype=torch.long),
-                  torch.tensor(targets, dtype=torch.long), _slot_mask(enc))
+                  torch.tensor(targets, dtype=torch.long), _slot_mask(enc), prefix)
 
 
 # ----------------------------------------------------------------------------------------------- forward
@@ -385,19 +394,118 @@ def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | No
         kwargs["position_ids"] = batch.position_ids
     if _head_only_supported(model):
         # LM head on response-predicting positions only: the [N, T, V] logits of the whole batch are never built
-        hidden = model.get_decoder()(**kwargs).last_hidden_state
+        decoder = model.get_decoder()
+        # not under gradient checkpointing: its recompute in the backward pass runs after the switch is undone and
+        # must save the same tensors as the forward (torch checks), so checkpointed models use the full mask
+        split = (packed and _attn_implementation(model) == "sdpa" and batch.causal_prefix > 1
+                 and not getattr(decoder, "is_gradient_checkpointing", False))
+        with _prefix_split_attention(decoder.config) if split else contextlib.nullcontext():
+            if split:
+                kwargs[_PREFIX_KWARG] = batch.causal_prefix
+            hidden = decoder(**kwargs).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.predict_index)
         return model.get_output_embeddings()(selected)
     logits = model(**kwargs).logits
     return logits.reshape(-1, logits.shape[-1]).index_select(0, batch.predict_index)
 
 
+# ----------------------------------------------------------------------------------------------- split attention
+#: keyword the decoder passes through to every attention call (transformers forwards unknown model kwargs)
+_PREFIX_KWARG = "sami_causal_prefix"
+#: name under which :func:`_prefix_split_sdpa` is registered with transformers' AttentionInterface
+_SPLIT_ATTENTION = "sami_prefix_split_sdpa"
+
+
+def _prefix_split_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """sdpa for packed rows, split at the shared causal prefix: the same numbers as sdpa with the full mask.
+
+    The first ``prefix`` positions of every packed row are prompt tokens (``prefix`` = the shortest prompt), and
+    they attend only to earlier prompt tokens: a plain causal pattern.  Those queries run as ``is_causal`` sdpa on
+    the prefix keys alone, which the kernels compute block-sparsely (the CPU flash kernel and the GPU flash kernels
+    skip the upper triangle); only the remaining queries (the rest of the prompts and the C responses) use the
+    block-causal mask, over all keys.  With a dense 4D mask over the whole row the kernel computes every block, so
+    at P = 300, R = 60, C = 4 the split does 40 % less attention work (measured ~25 % faster SAMI steps in bf16 on
+    a CPU, docs/scoring.md).  Any call without the prefix keyword is plain sdpa.  Not used under gradient
+    checkpointing (see :func:`_response_logits`).
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    prefix = kwargs.pop(_PREFIX_KWARG, None)
+    length = query.shape[2]
+    if (not prefix or attention_mask is None or attention_mask.dim() != 4 or key.shape[2] != length
+            or not 1 < prefix < length):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    kwargs.pop("is_causal", None)
+    head, _ = sdpa_attention_forward(module, query[:, :, :prefix], key[:, :, :prefix], value[:, :, :prefix], None,
+                                     is_causal=True, **kwargs)
+    tail, _ = sdpa_attention_forward(module, query[:, :, prefix:], key, value, attention_mask[:, :, prefix:],
+                                     is_causal=False, **kwargs)
+    return torch.cat([head, tail], dim=1), None  # sdpa_attention_forward returns [N, L, heads, head_dim]
+
+
+@contextlib.contextmanager
+def _prefix_split_attention(config: Any) -> Iterator[None]:
+    """Route the decoder's attention through :func:`_prefix_split_sdpa` for one forward, then restore it.
+
+    transformers looks the attention function up by ``config._attn_implementation`` at every call, so switching
+    the name for the duration of the forward is enough; the backward pass does not look it up again.
+    """
+    from transformers import AttentionInterface
+
+    if _SPLIT_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(_SPLIT_ATTENTION, _prefix_split_sdpa)
+    previous = config._attn_implementation
+    config._attn_implementation = _SPLIT_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
 def _selective_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log_softmax(logits)[target] as gather − logsumexp, in float32, without a [M, V] log_softmax tensor."""
+    """log_softmax(logits)[target] as gather − logsumexp, in float32 (float64 stays float64), without a [M, V]
+    log_softmax tensor.
+
+    The backward is fused (:func:`_selective_log_softmax_function`): autograd's own backward of gather − logsumexp
+    builds three [M, V] tensors (the softmax, a zero-filled scatter for the gather, their sum), the fused one
+    builds one, in place.
+    """
+    return _selective_log_softmax_function().apply(logits, targets)
+
+
+_SELECTIVE_LOG_SOFTMAX: Any = None
+
+
+def _selective_log_softmax_function() -> Any:
+    """The autograd Function behind :func:`_selective_log_probs`, defined on first use (torch is imported late)."""
+    global _SELECTIVE_LOG_SOFTMAX
+    if _SELECTIVE_LOG_SOFTMAX is not None:
+        return _SELECTIVE_LOG_SOFTMAX
     import torch
 
-    logits = logits.float()
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    class SelectiveLogSoftmax(torch.autograd.Function):
+        """y[m] = x[m, t_m] − logsumexp(x[m]); dy/dx[m] = onehot(t_m) − softmax(x[m])."""
+
+        @staticmethod
+        def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            x = logits if logits.dtype == torch.float64 else logits.float()  # at least float32
+            lse = torch.logsumexp(x, dim=-1)
+            ctx.save_for_backward(logits, targets, lse)
+            return x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+            logits, targets, lse = ctx.saved_tensors
+            grad = grad.to(lse.dtype)
+            # one new [M, V] tensor in lse's dtype (type promotion), then in place: softmax, times −g, plus onehot·g
+            grad_logits = torch.sub(logits, lse.unsqueeze(-1)).exp_().mul_(-grad.unsqueeze(-1))
+            grad_logits.scatter_add_(-1, targets.unsqueeze(-1), grad.unsqueeze(-1))
+            return grad_logits.to(logits.dtype), None
+
+    _SELECTIVE_LOG_SOFTMAX = SelectiveLogSoftmax
+    return SelectiveLogSoftmax
 
 
 def score_matrix(model: Any, tokenizer: Any, prompts: Sequence[Sequence[str]], responses: Sequence[Sequence[str]],
@@ -465,7 +573,8 @@ def _score_encoded(model: Any, enc: _Encoded, options: ScoringOptions, *, return
     else:
         batch = _naive_batch(enc)
     batch = _Batch(*(t.to(device) for t in (batch.input_ids, batch.position_ids, batch.attention_mask,
-                                              batch.predict_index, batch.targets, batch.slot_mask)))
+                                              batch.predict_index, batch.targets, batch.slot_mask)),
+                   causal_prefix=batch.causal_prefix)
     logits = _response_logits(model, batch, packed=layout == "packed", debug=debug)
     token_logp = _selective_log_probs(logits, batch.targets)  # [M], canonical (b, k, j, t) order
 

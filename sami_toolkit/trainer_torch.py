@@ -69,4 +69,5 @@ class TorchTrainer(Trainer):
         model.eval()
         lora_save = settings.lora.save if settings.lora is not None else "merged"
         checkpoint = T.save_checkpoint(model, tokenizer, request.output_dir, lora_save=lora_save)
-        return TrainResult(checkpoint_dir=checkpoint, steps=len(history), metrics=history)
+        return TrainResult(checkpoint_dir=checkpoint, steps=len(history), metrics=history,
+                           precision=T.resolve_precision(settings, device))

@@ -111,11 +111,16 @@ class TrainRequest:
 @dataclass
 class TrainResult:
     """Where the checkpoint went and one metrics dict per optimizer step
-    (``step, loss, lr, grad_norm, seconds, tokens`` and ``kl`` when ``kl_beta > 0``)."""
+    (``step, loss, lr, grad_norm, seconds, tokens`` and ``kl`` when ``kl_beta > 0``).
+
+    ``precision`` is what training actually ran in (``fp32``, ``bf16-mixed``, ``bf16``): ``train.precision: auto``
+    depends on the machine, and only the trainer knows what it did with the setting.  The loop writes it to
+    ``train.json``; a trainer that leaves it None gets what ``train.precision`` resolves to on its device."""
 
     checkpoint_dir: Path
     steps: int
     metrics: list[dict] = field(default_factory=list)
+    precision: str | None = None
 
 
 #: the fields every pairs.jsonl record carries (written by the loop, one record per query)
@@ -543,12 +548,13 @@ class StepProgress:
 
     def __enter__(self) -> "StepProgress":
         if self.callback is None:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            from .consoles import console
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                      console=Console(stderr=True), transient=False)
+                                      console=console(), transient=False)
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total, info="")
         return self

@@ -82,6 +82,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_p
             assert (it / name).is_file(), f"{t}/{name}"
         assert (it / "checkpoint" / "config.json").is_file()
         assert list((it / "checkpoint").glob("*.safetensors"))
+        assert json.loads((it / "train.json").read_text())["precision"] == "fp32"  # reported by the trainer
     assert (run / "iterations" / "0" / "metrics.json").is_file()  # base model evaluated as t = 0
 
     # manifest: every stage done with a content hash; versions and plugins recorded

@@ -134,6 +134,79 @@ def test_parameter_gradients_match_between_layouts(llama_cache: dict[str, Any], 
         assert (grads["packed"][name] - g).abs().max().item() <= 1e-4 * scale + 1e-7, name
 
 
+def _spy_on_sdpa(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]], fail: bool = False) -> None:
+    """Record (or fail) every call of transformers' sdpa attention function."""
+    import transformers.integrations.sdpa_attention as sdpa
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    real = sdpa.sdpa_attention_forward
+
+    def spy(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any,
+            **kwargs: Any) -> Any:
+        if fail:
+            raise RuntimeError("attention failed")
+        calls.append({"queries": query.shape[2], "keys": key.shape[2], "mask": mask is not None,
+                      "is_causal": kwargs.get("is_causal")})
+        return real(module, query, key, value, mask, **kwargs)
+
+    monkeypatch.setattr(sdpa, "sdpa_attention_forward", spy)  # what the split attention calls
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "sdpa", spy)  # what the model calls for attn_implementation=sdpa
+
+
+def test_sdpa_runs_the_shared_prompt_prefix_as_plain_causal_attention(llama_cache: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packed + sdpa: the first (shortest-prompt) positions run unmasked with is_causal, the rest with the mask;
+    the model's attention setting is restored, and the numbers are the naive ones (test_packed_matches_naive)."""
+    from sami_toolkit.scoring import ScoringOptions as Options
+    from sami_toolkit.scoring import encode
+
+    model, tok, naive = llama_cache["sdpa"]
+    enc = encode(tok, PROMPTS, RESPONSES, Options())
+    prefix = min(len(p) for row in enc.prompts for p in row)
+    width = max(len(p) + sum(len(r) for r in enc.responses[b]) for b in range(enc.batch) for p in enc.prompts[b])
+    calls: list[dict[str, Any]] = []
+    _spy_on_sdpa(monkeypatch, calls)
+    with torch.no_grad():
+        packed = score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(reduction="sum", layout="packed"))
+    _assert_layouts_agree(naive, packed)
+    layers = model.config.num_hidden_layers
+    assert calls == [{"queries": prefix, "keys": prefix, "mask": False, "is_causal": True},
+                     {"queries": width - prefix, "keys": width, "mask": True, "is_causal": False}] * layers
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_attention_setting_is_restored_when_the_forward_fails(llama_cache: dict[str, Any],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    model, tok, _ = llama_cache["sdpa"]
+    _spy_on_sdpa(monkeypatch, [], fail=True)
+    with pytest.raises(RuntimeError, match="attention failed"), torch.no_grad():
+        score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(layout="packed"))
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_gradients_match_with_gradient_checkpointing(arch_dirs: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpointed layers recompute their forward in the backward pass, when the split attention is switched off
+    again (torch refuses a recompute that saves other tensors), so packed scoring uses the full mask there."""
+    model, tok = _load(arch_dirs["llama"], "sdpa")
+    model.train()
+    grads = {}
+    calls: list[dict[str, Any]] = []
+    _spy_on_sdpa(monkeypatch, calls)
+    for layout, checkpointing in (("naive", False), ("packed", True)):
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.zero_grad(set_to_none=True)
+        calls.clear()
+        sami_loss(score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(layout=layout))).backward()
+        if checkpointing:  # forward + recompute, every call with the full mask
+            assert len(calls) == 2 * model.config.num_hidden_layers and all(c["mask"] for c in calls)
+        grads[layout] = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert len(grads["packed"]) == len(grads["naive"]) > 5
+    for name, g in grads["naive"].items():
+        assert (grads["packed"][name] - g).abs().max().item() <= 1e-4 * g.abs().max().item() + 1e-7, name
+
+
 #: bf16 autocast tolerance between layouts on the tiny model, nats per response mean log-prob.  The layouts sum
 #: the same terms in a different order (and pad differently), so they agree only up to bf16 rounding.
 BF16_LAYOUT_TOLERANCE = 0.05

@@ -322,3 +322,26 @@ def test_light_modules_do_not_import_torch() -> None:
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_selective_log_probs_match_log_softmax_with_gradients(dtype: torch.dtype) -> None:
+    """The fused gather − logsumexp gives log_softmax(x)[t] and its gradient (onehot − softmax) · g."""
+    from sami_toolkit.scoring import _selective_log_probs
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(7, 50, generator=gen, dtype=torch.float64) * 4).to(dtype).requires_grad_()
+    targets = torch.tensor([0, 3, 49, 3, 7, 7, 20])
+    weights = torch.randn(7, generator=gen, dtype=torch.float64)
+    ours = _selective_log_probs(logits, targets)
+    (ours.double() * weights).sum().backward()
+    assert ours.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    reference_logits = logits.detach().double().requires_grad_()
+    reference = torch.log_softmax(reference_logits, -1).gather(-1, targets[:, None]).squeeze(-1)
+    (reference * weights).sum().backward()
+    assert logits.grad is not None and logits.grad.dtype == dtype
+    tolerance = 1e-6 if dtype != torch.bfloat16 else 2e-2
+    torch.testing.assert_close(ours.double(), reference.detach(), atol=tolerance * 10, rtol=0)
+    torch.testing.assert_close(logits.grad.double(), reference_logits.grad, atol=tolerance, rtol=tolerance)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(lambda x: _selective_log_probs(x, targets), (logits.detach().requires_grad_(),))

@@ -93,7 +93,9 @@ def test_bf16_mixed_keeps_fp32_master_weights(tiny_model_dir, tmp_path):
     pure, _ = load_policy(_request(tiny_model_dir, tmp_path, precision="bf16"), "cpu")
     assert {p.dtype for p in pure.parameters()} == {torch.bfloat16}
 
-    trained = _weights(_trainer().train(request).checkpoint_dir)
+    result = _trainer().train(request)
+    assert result.precision == "bf16-mixed"  # what the loop records in train.json
+    trained = _weights(result.checkpoint_dir)
     base = _weights(tiny_model_dir)
     assert all(t.dtype == torch.float32 for t in trained.values())
     deltas = [(trained[k] - base[k]).abs().max().item() for k in base]

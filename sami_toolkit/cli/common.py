@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, Callable
 
 import click
 
-
-#: width of tables written to a file or a CI log (rich's default there is 80 columns, which cut the run table)
-LOG_WIDTH = 120
-
-
-def _console(stderr: bool) -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=stderr)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, width=LOG_WIDTH)
-    return console
+from ..consoles import console
 
 
 def stderr_console() -> Any:
     """A rich console on stderr (humans get tables and progress there; machines get ``--json`` on stdout)."""
-    return _console(stderr=True)
+    return console(stderr=True)
 
 
 def stdout_console() -> Any:
-    return _console(stderr=False)
+    return console(stderr=False)
 
 
 def print_json(data: Any) -> None:

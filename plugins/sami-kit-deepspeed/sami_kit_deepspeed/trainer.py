@@ -307,7 +307,8 @@ def train_in_process(request: TrainRequest, options: DeepSpeedOptions, *,
     import gc
 
     gc.collect()
-    return TrainResult(checkpoint_dir=Path(request.output_dir), steps=len(history), metrics=history)
+    return TrainResult(checkpoint_dir=Path(request.output_dir), steps=len(history), metrics=history,
+                       precision=T.resolve_precision(settings, device))
 
 
 # --------------------------------------------------------------------------------------------- launching
@@ -410,7 +411,10 @@ def launch(request: TrainRequest, options: DeepSpeedOptions) -> TrainResult:
     _check_rank_digests(launch_dir)
     if not options.keep_launch_dir:
         shutil.rmtree(launch_dir, ignore_errors=True)
-    return TrainResult(checkpoint_dir=Path(request.output_dir), steps=len(history), metrics=history)
+    # the ranks ran on CPUs when DS_ACCELERATOR=cpu was set above, else on the GPUs the launcher gave them
+    device = "cpu" if env.get("DS_ACCELERATOR") == "cpu" else T.resolve_device(request.settings.device)
+    return TrainResult(checkpoint_dir=Path(request.output_dir), steps=len(history), metrics=history,
+                       precision=T.resolve_precision(request.settings, device))
 
 
 def _check_rank_digests(launch_dir: Path) -> None:

@@ -111,6 +111,7 @@ def test_single_process_update_equals_the_torch_trainer(tiny_model_dir, pairs_fi
     reference = _trainer("torch").train(_request(tiny_model_dir, pairs_file, tmp_path / "torch", micro_batch_size=4))
     result = _trainer(zero_stage=zero_stage).train(_request(tiny_model_dir, pairs_file, tmp_path / "ds"))
     ours, theirs = result.metrics[0], reference.metrics[0]
+    assert result.precision == reference.precision == "fp32"
     assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
     assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-4)
     assert ours["tokens"] == theirs["tokens"] and ours["lr"] == theirs["lr"]
@@ -135,7 +136,7 @@ def test_two_gloo_ranks_end_with_identical_weights(tiny_model_dir, pairs_file, t
     request = _request(tiny_model_dir, pairs_file, tmp_path / "ds2")
     request.progress = lambda step, metrics: seen.append(step)
     result = _trainer(zero_stage=2, num_processes=2, keep_launch_dir=True).train(request)
-    assert seen == [1] and result.steps == 1
+    assert seen == [1] and result.steps == 1 and result.precision == "fp32"
 
     launch_dir = tmp_path / ".ds2.deepspeed"
     ranks = [json.loads((launch_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
