@@ -425,7 +425,7 @@ def _prefix_split_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     the prefix keys alone, which the kernels compute block-sparsely (the CPU flash kernel and the GPU flash kernels
     skip the upper triangle); only the remaining queries (the rest of the prompts and the C responses) use the
     block-causal mask, over all keys.  With a dense 4D mask over the whole row the kernel computes every block, so
-    at P = 300, R = 60, C = 4 the split does 40 % less attention work (measured ~25 % faster SAMI steps in bf16 on
+    at P = 300, R = 60, C = 4 the split does 40 % less attention work (the SAMI step took 18 % less time in bf16 on
     a CPU, docs/scoring.md).  Any call without the prefix keyword is plain sdpa.  Not used under gradient
     checkpointing (see :func:`_response_logits`).
     """
