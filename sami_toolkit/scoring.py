@@ -30,6 +30,7 @@ Torch is imported inside functions: :class:`ScoringOptions` is used by config va
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
@@ -399,9 +400,9 @@ def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | No
         # must save the same tensors as the forward (torch checks), so checkpointed models use the full mask
         split = (packed and _attn_implementation(model) == "sdpa" and batch.causal_prefix > 1
                  and not getattr(decoder, "is_gradient_checkpointing", False))
+        if split:
+            kwargs[_PREFIX_KWARG] = batch.causal_prefix
         with _prefix_split_attention(decoder.config) if split else contextlib.nullcontext():
-            if split:
-                kwargs[_PREFIX_KWARG] = batch.causal_prefix
             hidden = decoder(**kwargs).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.predict_index)
         return model.get_output_embeddings()(selected)
@@ -475,14 +476,9 @@ def _selective_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
     return _selective_log_softmax_function().apply(logits, targets)
 
 
-_SELECTIVE_LOG_SOFTMAX: Any = None
-
-
+@functools.lru_cache(maxsize=None)
 def _selective_log_softmax_function() -> Any:
     """The autograd Function behind :func:`_selective_log_probs`, defined on first use (torch is imported late)."""
-    global _SELECTIVE_LOG_SOFTMAX
-    if _SELECTIVE_LOG_SOFTMAX is not None:
-        return _SELECTIVE_LOG_SOFTMAX
     import torch
 
     class SelectiveLogSoftmax(torch.autograd.Function):
@@ -504,7 +500,6 @@ def _selective_log_softmax_function() -> Any:
             grad_logits.scatter_add_(-1, targets.unsqueeze(-1), grad.unsqueeze(-1))
             return grad_logits.to(logits.dtype), None
 
-    _SELECTIVE_LOG_SOFTMAX = SelectiveLogSoftmax
     return SelectiveLogSoftmax
 
 
