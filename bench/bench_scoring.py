@@ -4,7 +4,8 @@
 For C constitutions per query, P prompt tokens and R tokens per response (random token ids), it times one
 forward+backward step (median of ``--repeats`` after ``--warmup`` untimed steps) and records the peak resident memory
 (``ru_maxrss`` of a fresh subprocess per variant: tracemalloc cannot see torch's allocations) for the variants
-below.  It reports wall-clock and process CPU seconds: on a shared machine CPU time is the steadier measure.
+below.  It reports wall-clock and process CPU seconds, and the ratios of the medians and of the fastest steps: on a shared
+machine, noise only ever adds time, so the fastest steps are the steadiest comparison.
 
   bare         (a) forward+backward of the naive C² batch with ``labels=input_ids`` (the reference code's cost)
   naive        (b) ``score_token_ids(layout="naive")`` + two-sided SAMI loss, backward
@@ -120,7 +121,7 @@ def _worker(args: argparse.Namespace) -> None:
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
     print(json.dumps({"variant": args.variant, "c": c, "dtype": args.dtype, "device": device, "attn": args.attn,
                       "max_abs_diff_vs_naive": max_diff, "times": times,
-                      "median_s": statistics.median(times), "cpu_times": cpu_times,
+                      "median_s": statistics.median(times), "min_s": min(times), "cpu_times": cpu_times,
                       "cpu_median_s": statistics.median(cpu_times), "threads": torch.get_num_threads(),
                       "tokens": tokens,
                       "peak_rss_gb": peak_gb, "loaded_rss_gb": rss_loaded / 1024**2}))
@@ -178,8 +179,11 @@ def _print_ratios(c: int, dtype: str, rounds: list[dict[str, dict]]) -> None:
     for top, bottom, what in (("bare", "packed", "speed-up bare/packed"), ("bare", "naive", "speed-up bare/naive"),
                               ("bare-packed", "packed", "throughput packed SAMI / bare f+b of the same batch")):
         wall, cpu = ratio(top, bottom, "median_s"), ratio(top, bottom, "cpu_median_s")
+        best = ratio(top, bottom, "min_s")
         if wall:
-            print(f"   C={c} {dtype}: {what} = {show(wall)} wall, {show(cpu)} cpu", flush=True)
+            # noise on a shared machine only ever adds time, so the fastest steps are the steadiest comparison
+            print(f"   C={c} {dtype}: {what} = {show(wall)} wall, {show(cpu)} cpu, {show(best)} fastest steps",
+                  flush=True)
     memory = ratio("packed", "bare", "peak_rss_gb")
     if memory:
         print(f"   C={c} {dtype}: peak memory packed/bare = {show(memory)}", flush=True)

@@ -216,6 +216,17 @@ MI_ESTIMATORS: tuple[str, ...] = ("mi_paper", "mi_infonce", "mi_infonce_constitu
 ScoreFn = Callable[[list[list[str]], list[list[str]], Callable[[int], None]], "torch.Tensor"]
 
 
+@dataclass(frozen=True)
+class ScoringSession:
+    """What :meth:`MIEvaluator.scoring_session` yields: the scorer, the tokenizer that counts response lengths,
+    and the precision the scores are computed in (recorded as ``mi_precision``: with ``autocast: auto`` it
+    depends on the machine, so the metrics say which it was)."""
+
+    score: ScoreFn
+    tokenizer: Any
+    precision: str
+
+
 def mi_estimates(scores: "torch.Tensor") -> dict[str, "torch.Tensor"]:
     """Per-query MI estimates from sum-log-prob matrices ``[B, C, C]`` (rows = constitutions), spec §1.6:
     the paper's estimator (not a bound) and the InfoNCE bounds ``log C − L`` for each loss variant."""
@@ -270,9 +281,6 @@ class MIEvaluator(Evaluator):
     scorer = "transformers"
     #: put before every metric key (``mi-heldout`` uses ``heldout_``), so two MI evaluators can run side by side
     metric_prefix = ""
-    #: what the scores were computed in, set by :meth:`scoring_session` (recorded as ``mi_precision``: with
-    #: ``autocast: auto`` it depends on the machine)
-    scorer_precision: str | None = None
 
     class Options(MIProtocolOptions):
         batch_size: int = Field(2, ge=1, description="Queries per scoring micro-batch (each is C×C sequences).")
@@ -295,11 +303,11 @@ class MIEvaluator(Evaluator):
         return self.options.dtype == "float32" and bf16_is_fast(device)
 
     @contextlib.contextmanager
-    def scoring_session(self, context: EvalContext) -> "Iterator[tuple[ScoreFn, Any]]":
-        """Load the evaluated model for scoring; yield ``(score, tokenizer)`` and free it afterwards.
+    def scoring_session(self, context: EvalContext) -> Iterator[ScoringSession]:
+        """Load the evaluated model for scoring; yield a :class:`ScoringSession` and free the model afterwards.
 
-        ``score`` returns the ``[B, C, C]`` matrices of **sum** log-probs (spec §1.4) of every response under
-        every prompt; the tokenizer counts response lengths."""
+        Its ``score`` returns the ``[B, C, C]`` matrices of **sum** log-probs (spec §1.4) of every response under
+        every prompt; its tokenizer counts response lengths."""
         import torch
 
         from .devices import resolve_auto_device
@@ -315,7 +323,6 @@ class MIEvaluator(Evaluator):
         options = ScoringOptions(reduction="sum", max_length=self.options.max_length)
         bs = self.options.batch_size
         use_autocast = self.uses_autocast(device)
-        self.scorer_precision = "bf16-autocast" if use_autocast else self.options.dtype
 
         def score(prompts: list[list[str]], responses: list[list[str]],
                   advance: Callable[[int], None]) -> "torch.Tensor":
@@ -330,7 +337,7 @@ class MIEvaluator(Evaluator):
             return torch.cat(parts)
 
         try:
-            yield score, tokenizer
+            yield ScoringSession(score, tokenizer, "bf16-autocast" if use_autocast else self.options.dtype)
         finally:
             del model
 
@@ -375,17 +382,19 @@ class MIEvaluator(Evaluator):
 
         # 3. score every (constitution k, response j) with the TRAINING prompt, sum log-probs, same model
         rows: list[dict[str, Any]] = []
-        with self.scoring_session(context) as (score, tokenizer):
+        with self.scoring_session(context) as session:
+            precision = session.precision
             if usable:
                 score_prompts = [[build_prompt(templates.training,
                                                constitution=shuffled(t, rng, o.shuffle_principles),
                                                question=format_question(templates, queries[i].text))
                                   for t in texts] for i in usable]
-                scores = with_progress(lambda advance: score(score_prompts, [responses[i] for i in usable], advance),
+                scores = with_progress(lambda advance: session.score(score_prompts, [responses[i] for i in usable],
+                                                                     advance),
                                        len(usable), progress_label(context, f"MI: scoring ({self.scorer})"))
                 est = mi_estimates(scores)
                 for b, i in enumerate(usable):
-                    lengths = [len(tokenizer.encode(r)) for r in responses[i]]
+                    lengths = [len(session.tokenizer.encode(r)) for r in responses[i]]
                     rows.append({"id": queries[i].id, **{k: float(v[b]) for k, v in est.items()},
                                  "length_tokens": lengths[0], "length_tokens_all": lengths,
                                  "constitutions": [c.label() for c in constitutions],
@@ -395,7 +404,7 @@ class MIEvaluator(Evaluator):
 
         result: dict[str, Any] = {"mi_n_queries": len(rows), "mi_n_constitutions": C,
                                   "mi_skipped_queries": len(skipped), "mi_file": str(out_path),
-                                  "mi_scorer": self.scorer, "mi_precision": self.scorer_precision}
+                                  "mi_scorer": self.scorer, "mi_precision": precision}
         for key in MI_ESTIMATORS:
             result[key], result[f"{key}_sem"] = mean_sem([r[key] for r in rows])
         # response length of the all-positive constitution (constitution 0, spec §8.6), in tokens

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydantic import Field
 
-from sami_toolkit.evaluation import MIEvaluator, MIProtocolOptions
+from sami_toolkit.evaluation import MIEvaluator, MIProtocolOptions, ScoringSession
 
 from .engine import VLLMEngineOptions
 
@@ -38,7 +38,7 @@ class VLLMMIEvaluator(MIEvaluator):
     options: "VLLMMIEvaluator.Options"
 
     @contextlib.contextmanager
-    def scoring_session(self, context: Any) -> Iterator[tuple[Callable[..., "torch.Tensor"], Any]]:
+    def scoring_session(self, context: Any) -> Iterator[ScoringSession]:
         """Score with the vLLM sampler's engine when the run samples with vLLM (the checkpoint is already on the
         GPU), else with an engine of our own that is closed afterwards."""
         from .engine import VLLMEngine
@@ -46,7 +46,6 @@ class VLLMMIEvaluator(MIEvaluator):
         from .scorer import score_matrix_vllm
 
         sampler = context.sampler
-        self.scorer_precision = f"vllm {self.options.dtype}"
         if isinstance(sampler, VLLMSampler):
             engine, owned = sampler.engine, False  # reuse the loaded checkpoint
         else:
@@ -69,7 +68,7 @@ class VLLMMIEvaluator(MIEvaluator):
                                          max_length=self.options.max_length, chunk_size=self.options.chunk_size,
                                          progress=on_requests)
 
-            yield score, engine.tokenizer()
+            yield ScoringSession(score, engine.tokenizer(), f"vllm {self.options.dtype}")
         finally:
             if owned:
                 engine.close()

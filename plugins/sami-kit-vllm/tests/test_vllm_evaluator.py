@@ -46,6 +46,8 @@ def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: 
         assert ours[key] == pytest.approx(core[key], abs=2e-3), key
         assert ours[f"{key}_sem"] == pytest.approx(core[f"{key}_sem"], abs=2e-3), key
     assert ours["mean_length_tokens"] == core["mean_length_tokens"]
+    assert (ours["mi_scorer"], ours["mi_precision"]) == ("vllm", "vllm float32")
+    assert (core["mi_scorer"], core["mi_precision"]) == ("transformers", "float32")
     import json
 
     rows_core = [json.loads(x) for x in Path(core["mi_file"]).read_text().splitlines()]
