@@ -4,8 +4,8 @@
 For C constitutions per query, P prompt tokens and R tokens per response (random token ids), it times one
 forward+backward step (median of ``--repeats`` after ``--warmup`` untimed steps) and records the peak resident memory
 (``ru_maxrss`` of a fresh subprocess per variant: tracemalloc cannot see torch's allocations) for the variants
-below.  It reports wall-clock and process CPU seconds, and the ratios of the medians and of the fastest steps: on a shared
-machine, noise only ever adds time, so the fastest steps are the steadiest comparison.
+below.  It reports wall-clock and process CPU seconds, and the ratios of the medians and of the fastest steps:
+on a shared machine, noise only ever adds time, so the fastest steps are the steadiest comparison.
 
   bare         (a) forward+backward of the naive C² batch with ``labels=input_ids`` (the reference code's cost)
   naive        (b) ``score_token_ids(layout="naive")`` + two-sided SAMI loss, backward
