@@ -438,8 +438,8 @@ def _prefix_split_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     prefix keys alone, which the kernels compute block-sparsely (the CPU flash kernel and the GPU flash kernels
     skip the upper triangle); only the remaining queries (responses 2..C) use the block-causal mask, over all
     keys.  With a dense 4D mask over the whole row the kernel computes every block, so at P = 300, R = 60, C = 4
-    the split does 44 % less attention work (docs/scoring.md has the measured times).  Any call without the prefix keyword is plain sdpa.  Not used under gradient
-    checkpointing (see :func:`_response_logits`).
+    the split does 44 % less attention work (docs/scoring.md has the measured times).  Any call without the
+    prefix keyword is plain sdpa.  Not used under gradient checkpointing (see :func:`_response_logits`).
     """
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
