@@ -120,3 +120,14 @@ def load_model(ref: str, *, dtype: str = "float32", device: str = "cpu", trust_r
         raise InfrastructureError(f"could not load model '{ref}': {type(exc).__name__}: {exc}",
                                   hint="hub ids need network access or a populated HF cache") from None
     return model.to(device)
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Recompute each layer's forward in the backward pass (non-reentrant), trading compute for memory.
+
+    transformers 5.x renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable`` and warns on
+    the old name; older versions (the supported range starts at 4.45) only have the old one."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -12,9 +12,8 @@ the same numbers:
   ``docs/scoring.md``).  Used where the model is known to accept a custom additive 4D mask (an allow-list of
   architectures × sdpa/eager); anything else falls back to naive with one log line, never silently wrong numbers.
 
-Under sdpa, packed attention is split at the shared causal prefix (each row's prompt and first response, the
-shortest in the batch): those queries run as plain causal sdpa, which kernels compute block-sparsely, and only the
-rest use the mask (:func:`_prefix_split_sdpa`).
+Under sdpa, packed attention is split at the shared causal prefix (the shortest prompt): those queries run as
+plain causal sdpa, which kernels compute block-sparsely, and only the rest use the mask (:func:`_prefix_split_sdpa`).
 
 Both layouts apply the LM head only to response-predicting positions and take a selective log-softmax
 (logsumexp + gather, with a fused backward), never a full ``[positions × vocab]`` log_softmax.
@@ -254,9 +253,8 @@ class _Batch:
     predict_index: torch.Tensor  # [M] flat positions into [N*T]
     targets: torch.Tensor  # [M]
     slot_mask: torch.Tensor  # [B, C, C, R_max] bool, True where a scored token sits (M of them)
-    #: packed only: the first ``causal_prefix`` positions of every row (prompt_k then response_1, up to the
-    #: shortest such stretch of the batch) have a plain causal mask, which the split sdpa attention computes
-    #: without the mask; 0 = no split
+    #: packed only: the first ``causal_prefix`` positions of every row are prompt tokens with a plain causal mask
+    #: (the shortest prompt's length), which the split sdpa attention computes without the mask; 0 = no split
     causal_prefix: int = 0
 
 
@@ -366,11 +364,10 @@ def _packed_batch(enc: _Encoded, mask_dtype: torch.dtype, debug: str | None = No
         mask = torch.zeros(keep.shape, dtype=mask_dtype, device=keep.device)
         mask.masked_fill_(~keep, torch.finfo(mask_dtype).min)
     pos_t = torch.tensor(positions, dtype=torch.long)
-    # the known-bug modes exercise the masked attention path alone; the real layout splits off the shared prefix:
-    # prompt_k followed by response_1 is a plain causal sequence (response_1 sees the prompt and its own earlier
-    # tokens, at positions that continue the prompt's), so every row is causal up to its first response's end
-    prefix = (min(len(enc.prompts[b][k]) + len(enc.responses[b][0]) for b in range(enc.batch) for k in range(enc.c))
-              if debug in (None, "force") else 0)
+    # the known-bug modes exercise the masked attention path alone; the real layout splits off the shared prefix.
+    # prompt + response_1 is causal too, but extending the split over it, or gathering each later response's keys
+    # (prompt + itself) into small problems, was slower on the CPU flash kernel (docs/scoring.md, 2026-12-02)
+    prefix = min(len(p) for row in enc.prompts for p in row) if debug in (None, "force") else 0
     return _Batch(torch.tensor(rows, dtype=torch.long), pos_t, mask, torch.tensor(predict, dtype=torch.long),
                   torch.tensor(targets, dtype=torch.long), _slot_mask(enc), prefix)
 
@@ -432,14 +429,14 @@ def _prefix_split_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, valu
                        attention_mask: torch.Tensor | None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """sdpa for packed rows, split at the shared causal prefix: the same numbers as sdpa with the full mask.
 
-    The first ``prefix`` positions of every packed row are its prompt followed by its first response (``prefix`` =
-    the shortest such stretch of the batch), a plain causal pattern: the prompt attends to earlier prompt tokens,
-    the first response to the prompt and to its own earlier tokens.  Those queries run as ``is_causal`` sdpa on the
-    prefix keys alone, which the kernels compute block-sparsely (the CPU flash kernel and the GPU flash kernels
-    skip the upper triangle); only the remaining queries (responses 2..C) use the block-causal mask, over all
-    keys.  With a dense 4D mask over the whole row the kernel computes every block, so at P = 300, R = 60, C = 4
-    the split does 44 % less attention work (docs/scoring.md has the measured times).  Any call without the
-    prefix keyword is plain sdpa.  Not used under gradient checkpointing (see :func:`_response_logits`).
+    The first ``prefix`` positions of every packed row are prompt tokens (``prefix`` = the shortest prompt), and
+    they attend only to earlier prompt tokens: a plain causal pattern.  Those queries run as ``is_causal`` sdpa on
+    the prefix keys alone, which the kernels compute block-sparsely (the CPU flash kernel and the GPU flash kernels
+    skip the upper triangle); only the remaining queries (the rest of the prompts and the C responses) use the
+    block-causal mask, over all keys.  With a dense 4D mask over the whole row the kernel computes every block, so
+    at P = 300, R = 60, C = 4 the split does 40 % less attention work (the SAMI step took 18 % less time in bf16 on
+    a CPU, docs/scoring.md).  Any call without the prefix keyword is plain sdpa.  Not used under gradient
+    checkpointing (see :func:`_response_logits`).
     """
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

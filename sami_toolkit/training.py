@@ -320,7 +320,7 @@ def load_policy(request: TrainRequest, device: str) -> tuple[Any, Any]:
     asks for, with gradient checkpointing and LoRA applied. Returns ``(model, tokenizer)``."""
     import torch
 
-    from .models import load_model, load_tokenizer
+    from .models import enable_activation_checkpointing, load_model, load_tokenizer
 
     settings = request.settings
     tokenizer = load_tokenizer(request.base_model, trust_remote_code=request.trust_remote_code)
@@ -329,7 +329,7 @@ def load_policy(request: TrainRequest, device: str) -> tuple[Any, Any]:
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # a KV cache is useless in training and breaks gradient checkpointing
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     torch.manual_seed(request.seed)  # LoRA's A matrices are initialised randomly
     if settings.lora is not None:
         model = apply_lora(model, settings.lora)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sami_toolkit.losses import sami_loss
+from sami_toolkit.models import enable_activation_checkpointing
 from sami_toolkit.scoring import ScoringOptions, score_matrix
 from sami_toolkit.testing import make_tiny_model_dir
 
@@ -155,15 +156,14 @@ def _spy_on_sdpa(monkeypatch: pytest.MonkeyPatch, calls: list[dict[str, Any]], f
 
 def test_sdpa_runs_the_shared_prompt_prefix_as_plain_causal_attention(llama_cache: dict[str, Any],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Packed + sdpa: every row is causal up to the end of its first response (prompt_k + response_1), so the
-    first min over rows of that many positions run unmasked with is_causal, the rest with the mask; the model's
-    attention setting is restored, and the numbers are the naive ones."""
+    """Packed + sdpa: the first (shortest-prompt) positions run unmasked with is_causal, the rest with the mask;
+    the model's attention setting is restored, and the numbers are the naive ones (test_packed_matches_naive)."""
     from sami_toolkit.scoring import ScoringOptions as Options
     from sami_toolkit.scoring import encode
 
     model, tok, naive = llama_cache["sdpa"]
     enc = encode(tok, PROMPTS, RESPONSES, Options())
-    prefix = min(len(p) + len(enc.responses[b][0]) for b in range(enc.batch) for p in enc.prompts[b])
+    prefix = min(len(p) for row in enc.prompts for p in row)
     width = max(len(p) + sum(len(r) for r in enc.responses[b]) for b in range(enc.batch) for p in enc.prompts[b])
     calls: list[dict[str, Any]] = []
     _spy_on_sdpa(monkeypatch, calls)
@@ -196,7 +196,7 @@ def test_gradients_match_with_gradient_checkpointing(arch_dirs: dict[str, Path],
     _spy_on_sdpa(monkeypatch, calls)
     for layout, checkpointing in (("naive", False), ("packed", True)):
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(model)
         model.zero_grad(set_to_none=True)
         calls.clear()
         sami_loss(score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(layout=layout))).backward()
