@@ -131,3 +131,9 @@ def enable_activation_checkpointing(model: Any) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def activation_checkpointing_enabled(model: Any) -> bool:
+    """Whether any layer recomputes its forward in the backward pass (what transformers' deprecated
+    ``is_gradient_checkpointing`` and its replacement ``is_activation_checkpointing`` report, on any version)."""
+    return any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules())

@@ -397,11 +397,13 @@ def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | No
         kwargs["position_ids"] = batch.position_ids
     if _head_only_supported(model):
         # LM head on response-predicting positions only: the [N, T, V] logits of the whole batch are never built
+        from .models import activation_checkpointing_enabled
+
         decoder = model.get_decoder()
         # not under gradient checkpointing: its recompute in the backward pass runs after the switch is undone and
         # must save the same tensors as the forward (torch checks), so checkpointed models use the full mask
         split = (packed and _attn_implementation(model) == "sdpa" and batch.causal_prefix > 1
-                 and not _activation_checkpointing(decoder))
+                 and not activation_checkpointing_enabled(decoder))
         if split:
             kwargs[_PREFIX_KWARG] = batch.causal_prefix
         with _prefix_split_attention(decoder.config) if split else contextlib.nullcontext():
@@ -410,12 +412,6 @@ def _response_logits(model: Any, batch: _Batch, *, packed: bool, debug: str | No
         return model.get_output_embeddings()(selected)
     logits = model(**kwargs).logits
     return logits.reshape(-1, logits.shape[-1]).index_select(0, batch.predict_index)
-
-
-def _activation_checkpointing(decoder: Any) -> bool:
-    """Whether any layer recomputes its forward in the backward pass (what transformers' deprecated
-    ``is_gradient_checkpointing`` and its replacement ``is_activation_checkpointing`` report, on any version)."""
-    return any(getattr(module, "gradient_checkpointing", False) is True for module in decoder.modules())
 
 
 # ----------------------------------------------------------------------------------------------- split attention
