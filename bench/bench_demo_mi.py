@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from sami_toolkit.config import load_yaml
-    from sami_toolkit.loop import plan_run, run_sami
-    from sami_toolkit.run_config import config_from_mapping, load_run_config
+    from sami_toolkit.core.config import load_yaml
+    from sami_toolkit.run.loop import plan_run, run_sami
+    from sami_toolkit.run.config import config_from_mapping, load_run_config
 
     console = Console(stderr=True)
     started = time.time()
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, marker in EVALUATORS:
             if not args.recompute and marker in metrics:
                 continue
-            from sami_toolkit.evaluation import EvalContext
-            from sami_toolkit.registry import get_component
+            from sami_toolkit.evaluation.evaluators import EvalContext
+            from sami_toolkit.plugins.registry import get_component
 
             plan = plan or plan_run(config, console)
             model = plan.base_model if t == 0 else str(run_dir / "iterations" / str(t) / "checkpoint")

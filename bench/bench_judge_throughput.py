@@ -25,7 +25,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def _serve(latency: float, port_queue: "mp.Queue[int]", stop: "mp.Event") -> None:  # type: ignore[type-arg]
-    from sami_toolkit.testing_server import OpenAIServer
+    from sami_toolkit.testing.server import OpenAIServer
 
     with OpenAIServer(latency=latency) as server:
         port_queue.put(server.port)
@@ -33,7 +33,7 @@ def _serve(latency: float, port_queue: "mp.Queue[int]", stop: "mp.Event") -> Non
 
 
 def _pairs(n: int, offset: int) -> list:
-    from sami_toolkit.judging import ComparisonPair
+    from sami_toolkit.judging.pairwise import ComparisonPair
 
     return [ComparisonPair(id=f"q{offset + i}", query=f"question {offset + i}", constitution="1. Be helpful.",
                            candidate=f"candidate {offset + i}", baseline=f"baseline {offset + i}", task="hh-rlhf")
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SAMI_KIT_BENCH_KEY"] = "sk-bench"
         import tempfile
 
-        from sami_toolkit.judging import count_outcomes, judge_pairs
-        from sami_toolkit.registry import get_component
+        from sami_toolkit.judging.pairwise import count_outcomes, judge_pairs
+        from sami_toolkit.plugins.registry import get_component
 
         tmp = tempfile.mkdtemp(prefix="sami-kit-bench-")
         judge = get_component("judges", "litellm", {

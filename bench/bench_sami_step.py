@@ -6,7 +6,7 @@ tokens: the C² (prompt, response) pairings of every query.
 
   bare   forward+backward of the C² prompt+response sequences with ``labels=input_ids`` (what a plain LM
          fine-tuning step on that text would cost)
-  sami   :func:`sami_toolkit.training.sami_step` — scoring (layout auto: packed for llama-type models), the
+  sami   :func:`sami_toolkit.training.step.sami_step` — scoring (layout auto: packed for llama-type models), the
          two-sided SAMI loss and backward, accumulated over micro-batches — plus the optimizer step
 
 Usage::
@@ -49,10 +49,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from sami_toolkit.loss_components import SamiLoss
-    from sami_toolkit.training import (TrainSettings, autocast_context, build_optimizer, count_tokens, sami_step,
-                                       weight_dtype)
-    from sami_toolkit.models import load_model, load_tokenizer
+    from sami_toolkit.builtin.loss_components import SamiLoss
+    from sami_toolkit.training.step import (
+        TrainSettings,
+        autocast_context,
+        build_optimizer,
+        count_tokens,
+        sami_step,
+        weight_dtype,
+    )
+    from sami_toolkit.models.loading import load_model, load_tokenizer
 
     settings = TrainSettings(precision=args.precision, micro_batch_size=args.micro_batch_size, lr=1e-7)
     tokenizer = load_tokenizer(args.model)

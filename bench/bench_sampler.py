@@ -23,11 +23,11 @@ import time
 
 def _prompts(n: int) -> list[str]:
     """The demo's posts in the TL;DR generation prompt with the concise/comprehensive constitution."""
-    from sami_toolkit.constitutions import all_constitutions
-    from sami_toolkit.evaluation import generation_prompts, resolve_templates
-    from sami_toolkit.principles import load_principle_set
-    from sami_toolkit.registry import get_component
-    from sami_toolkit.run_config import load_run_config
+    from sami_toolkit.text.constitutions import all_constitutions
+    from sami_toolkit.evaluation.evaluators import generation_prompts, resolve_templates
+    from sami_toolkit.text.principles import load_principle_set
+    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit.run.config import load_run_config
 
     config = load_run_config(preset="demo")
     queries = get_component("query-sources", config.data.source.name, config.data.source.options).load()
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", help="hf sampler dtype: auto, float32 or bfloat16")
     args = parser.parse_args(argv)
 
-    from sami_toolkit.models import load_tokenizer, resolve_model
-    from sami_toolkit.registry import get_component
+    from sami_toolkit.models.loading import load_tokenizer, resolve_model
+    from sami_toolkit.plugins.registry import get_component
 
     model = resolve_model(args.model)
     prompts = _prompts(args.prompts + args.batch_size)

@@ -51,9 +51,9 @@ def _worker(args: argparse.Namespace) -> None:
 
     import torch
 
-    from sami_toolkit.losses import sami_loss
-    from sami_toolkit.models import load_model
-    from sami_toolkit.scoring import ScoringOptions, score_token_ids
+    from sami_toolkit.training.losses import sami_loss
+    from sami_toolkit.models.loading import load_model
+    from sami_toolkit.training.scoring import ScoringOptions, score_token_ids
 
     torch.manual_seed(0)
     device = args.device
@@ -61,7 +61,7 @@ def _worker(args: argparse.Namespace) -> None:
     if args.random_init:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from sami_toolkit.models import resolve_model
+        from sami_toolkit.models.loading import resolve_model
 
         config = AutoConfig.from_pretrained(resolve_model(args.model))
         config._attn_implementation = args.attn
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device is None:
-        from sami_toolkit.devices import resolve_auto_device
+        from sami_toolkit.models.devices import resolve_auto_device
 
         args.device = resolve_auto_device("auto")
     if args.worker:
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.c, args.dtype, args.repeats, args.rounds = [2], ["bf16"], 1, 1
 
-    from sami_toolkit.models import resolve_model
+    from sami_toolkit.models.loading import resolve_model
 
     resolve_model(args.model)  # convert the embedded GGUF once, outside the timed subprocesses
     results = []

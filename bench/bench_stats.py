@@ -1,7 +1,7 @@
 """Benchmark: ``sami-kit eval stats`` on 100,000 synthetic judged items, bootstrap included (target < 10 s).
 
 Run: ``python bench/bench_stats.py [N] [BOOTSTRAP]``. Prints the wall time of the CLI command (reading the JSONL,
-every statistic, the refitting LC bootstrap) and of :func:`sami_toolkit.stats.compute_stats` alone.
+every statistic, the refitting LC bootstrap) and of :func:`sami_toolkit.evaluation.stats.compute_stats` alone.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "items.jsonl"
         write_items(path, n)
-        from sami_toolkit.stats import compute_stats, load_items
+        from sami_toolkit.evaluation.stats import compute_stats, load_items
 
         t0 = time.perf_counter()
         stats = compute_stats(load_items(path), bootstrap=boot, seed=1)

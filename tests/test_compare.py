@@ -13,8 +13,8 @@ from pydantic import Field
 
 from sami_toolkit import hookimpl
 from sami_toolkit.cli import main
-from sami_toolkit.components import ComponentOptions, Judge, JudgeItem, Judgment
-from sami_toolkit.errors import BudgetExceeded, InfrastructureError
+from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment
+from sami_toolkit.core.errors import BudgetExceeded, InfrastructureError
 
 
 class ScriptedJudge(Judge):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from sami_toolkit.config import REDACTED, apply_overrides, load_config, parse_override, redact
-from sami_toolkit.errors import ConfigError
+from sami_toolkit.core.config import REDACTED, apply_overrides, load_config, parse_override, redact
+from sami_toolkit.core.errors import ConfigError
 
 
 class Train(BaseModel):

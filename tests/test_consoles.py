@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sami_toolkit.consoles import LOG_WIDTH, console
+from sami_toolkit.core.consoles import LOG_WIDTH, console
 
 
 def test_log_console_is_wide_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +23,7 @@ def test_training_progress_uses_the_log_width(monkeypatch: pytest.MonkeyPatch, t
     """The trainer's progress bar (its own Console before) no longer falls back to rich's 80 columns."""
     from types import SimpleNamespace
 
-    from sami_toolkit.training import StepProgress
+    from sami_toolkit.training.step import StepProgress
 
     monkeypatch.delenv("COLUMNS", raising=False)
     request = SimpleNamespace(steps=3, progress=None)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from sami_toolkit.constitutions import (
+from sami_toolkit.text.constitutions import (
     Constitution,
     all_constitutions,
     parse_numbered,
@@ -15,8 +15,8 @@ from sami_toolkit.constitutions import (
     sample_constitutions,
     shuffle_constitution,
 )
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.principles import Principle, PrincipleSet, load_principle_set
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.principles import Principle, PrincipleSet, load_principle_set
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sami_toolkit import devices
-from sami_toolkit.registry import get_component
-from sami_toolkit.training import TrainSettings, resolve_precision
+from sami_toolkit.models import devices
+from sami_toolkit.plugins.registry import get_component
+from sami_toolkit.training.step import TrainSettings, resolve_precision
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
@@ -54,7 +54,7 @@ def test_mi_evaluator_autocast_auto_follows_the_cpu(monkeypatch, options, native
 
 
 def test_mi_evaluator_autocast_rejects_other_strings():
-    from sami_toolkit.errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="autocast"):
         get_component("evaluators", "mi", {"autocast": "sometimes"})

@@ -13,10 +13,10 @@ import pytest
 from pydantic import Field
 
 from sami_toolkit import hookimpl
-from sami_toolkit.components import ComponentOptions, Judge, JudgeItem, Judgment, Query, Sampler
-from sami_toolkit.evaluation import EvalContext
-from sami_toolkit.principles import load_principle_set
-from sami_toolkit.registry import get_component
+from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment, Query, Sampler
+from sami_toolkit.evaluation.evaluators import EvalContext
+from sami_toolkit.text.principles import load_principle_set
+from sami_toolkit.plugins.registry import get_component
 
 CALLS: list[tuple[str, int]] = []
 
@@ -85,7 +85,7 @@ def _context(tmp_path: Path, model: str, **kw: Any) -> EvalContext:
 
 
 def test_evaluators_are_registered():
-    from sami_toolkit.registry import get_registry
+    from sami_toolkit.plugins.registry import get_registry
 
     assert {"mi", "win-rate"} <= set(get_registry().names("evaluators"))
     assert get_registry().get("evaluators", "win_rate").name == "win-rate"
@@ -95,7 +95,7 @@ def test_evaluators_are_registered():
 def test_mi_evaluator_on_tiny_model(plugin, tiny_model_dir, tmp_path):
     import torch
 
-    from sami_toolkit.losses import infonce_mi, paper_mi
+    from sami_toolkit.training.losses import infonce_mi, paper_mi
 
     evaluator = get_component("evaluators", "mi", {"batch_size": 2})
     metrics = evaluator.evaluate(_context(tmp_path, str(tiny_model_dir)))
@@ -117,7 +117,7 @@ def test_mi_evaluator_on_tiny_model(plugin, tiny_model_dir, tmp_path):
     for key in ("mi_paper", "mi_infonce", "mi_infonce_responses", "mean_length_tokens"):
         assert metrics[key] is not None and metrics[f"{key}_sem"] is not None
     assert metrics["mean_length_tokens"] == pytest.approx(sum(r["length_tokens"] for r in rows) / 5)
-    from sami_toolkit.evaluation import METRIC_KEYS
+    from sami_toolkit.evaluation.evaluators import METRIC_KEYS
 
     assert set(metrics) <= set(METRIC_KEYS), set(metrics) - set(METRIC_KEYS)
 
@@ -145,7 +145,7 @@ def test_heldout_mi_scores_fixed_base_responses_under_the_two_extreme_constituti
                                                                                      tmp_path):
     """``mi-heldout``: the base model's responses (sampled once, cached), the all-positive and all-negative
     constitutions, the evaluated checkpoint as scorer, keys prefixed ``heldout_``."""
-    from sami_toolkit.evaluation import METRIC_KEYS
+    from sami_toolkit.evaluation.evaluators import METRIC_KEYS
 
     evaluator = get_component("evaluators", "mi-heldout", {"batch_size": 5})
     ctx = _context(tmp_path, str(tiny_model_dir), base_model="base-model",
@@ -169,7 +169,7 @@ def test_heldout_mi_scores_fixed_base_responses_under_the_two_extreme_constituti
 
 
 def test_mi_needs_a_principle_set(plugin, tmp_path):
-    from sami_toolkit.errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="principle set"):
         get_component("evaluators", "mi").evaluate(_context(tmp_path, "m", principle_set=None))
@@ -196,7 +196,7 @@ def test_win_rate_evaluator_and_base_cache(plugin, tiny_model_dir, tmp_path):
     assert models == ["candidate-ckpt", "base-model", "instruct-model"]
     # the instruct comparator is prompted through its chat template (spec §7.4); this fake one has none
     assert "raw instruct prompts used" in metrics["win_rate_vs_instruct_prompt_note"]
-    from sami_toolkit.evaluation import METRIC_KEYS
+    from sami_toolkit.evaluation.evaluators import METRIC_KEYS
 
     known = {k.replace("_X", f"_{x}") for k in METRIC_KEYS for x in ("base", "instruct")}
     assert set(metrics) <= known, set(metrics) - known  # the documented key list is complete
@@ -216,7 +216,7 @@ def test_win_rate_against_itself_is_the_chance_reference(plugin, tmp_path):
 
 @pytest.mark.slow
 def test_instruct_prompts_use_the_models_chat_template(smollm2_dir):
-    from sami_toolkit.evaluation import chat_prompts
+    from sami_toolkit.evaluation.evaluators import chat_prompts
 
     prompts, note = chat_prompts(str(smollm2_dir), ["Summarize this post."])
     assert note is None

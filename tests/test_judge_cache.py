@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.components import JudgeItem
-from sami_toolkit.judge_cache import JudgmentCache, judgment_key, open_cache
+from sami_toolkit.core.components import JudgeItem
+from sami_toolkit.judging.cache import JudgmentCache, judgment_key, open_cache
 
 ITEM = JudgeItem(id="q1#A", query="POST: my cat", constitution="1. Be concise.", response_a="short",
                  response_b="long long", task="tldr")

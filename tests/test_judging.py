@@ -6,10 +6,19 @@ from typing import Any, Sequence
 
 import pytest
 
-from sami_toolkit.components import Judge, JudgeItem, Judgment
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.judging import (ComparisonPair, assign_positions, check_template, combine_orders, count_outcomes,
-                                  judge_pairs, judge_templates, parse_final_answer, render_template)
+from sami_toolkit.core.components import Judge, JudgeItem, Judgment
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.judging.pairwise import (
+    ComparisonPair,
+    assign_positions,
+    check_template,
+    combine_orders,
+    count_outcomes,
+    judge_pairs,
+    judge_templates,
+    parse_final_answer,
+    render_template,
+)
 
 
 @pytest.mark.parametrize("text, expected", [

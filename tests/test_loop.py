@@ -11,8 +11,8 @@ from run_helpers import one_thread, tiny_config  # noqa: F401 (autouse fixture)
 
 from sami_toolkit import hookimpl
 from sami_toolkit.cli import main
-from sami_toolkit.sampler_hf import HFSampler
-from sami_toolkit.trainer_torch import TorchTrainer
+from sami_toolkit.builtin.hf_sampler import HFSampler
+from sami_toolkit.builtin.torch_trainer import TorchTrainer
 
 CALLS: dict[str, list] = {"train": [], "sample": []}
 
@@ -129,7 +129,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_p
     assert "| 2 |" in (run / "summary.md").read_text()
 
     # the two checkpoints differ (different data and step counts)
-    from sami_toolkit.store import hash_path
+    from sami_toolkit.run.store import hash_path
 
     assert hash_path(run / "iterations" / "1" / "checkpoint") != hash_path(run / "iterations" / "2" / "checkpoint")
 
@@ -217,9 +217,9 @@ def test_resume_with_changed_data_exit_2(tmp_path, tiny_model_dir, capsys):
 def test_missing_deepspeed_plugin_falls_back_to_torch(monkeypatch):
     from rich.console import Console
 
-    from sami_toolkit.loop import build_trainer
-    from sami_toolkit.plugins import reset_plugins
-    from sami_toolkit.run_config import load_run_config
+    from sami_toolkit.run.loop import build_trainer
+    from sami_toolkit.plugins.loading import reset_plugins
+    from sami_toolkit.run.config import load_run_config
 
     monkeypatch.setenv("SAMI_KIT_LOAD_PLUGINS", "")  # no entry-point plugins: deepspeed is "not installed"
     reset_plugins()

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from sami_toolkit.losses import infonce_mi, kl_response_tokens, paper_mi, sami_loss
+from sami_toolkit.training.losses import infonce_mi, kl_response_tokens, paper_mi, sami_loss
 
 
 def _lse(values: list[float]) -> float:
@@ -183,8 +183,8 @@ def test_kl_shape_errors() -> None:
 
 
 def test_loss_components_are_registered() -> None:
-    from sami_toolkit.errors import ConfigError
-    from sami_toolkit.registry import get_registry
+    from sami_toolkit.core.errors import ConfigError
+    from sami_toolkit.plugins.registry import get_registry
 
     registry = get_registry()
     s = torch.tensor([[-1.0, -3.0], [-2.5, -0.5]])

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import torch
 
-from sami_toolkit.losses import sami_loss
-from sami_toolkit.models import enable_activation_checkpointing
-from sami_toolkit.scoring import ScoringOptions, score_matrix
+from sami_toolkit.training.losses import sami_loss
+from sami_toolkit.models.loading import enable_activation_checkpointing
+from sami_toolkit.training.scoring import ScoringOptions, score_matrix
 from sami_toolkit.testing import make_tiny_model_dir
 
 # C = 4 constitutions, two queries with prompts and responses of different lengths (exercises padding)
@@ -158,8 +158,8 @@ def test_sdpa_runs_the_shared_prompt_prefix_as_plain_causal_attention(llama_cach
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Packed + sdpa: the first (shortest-prompt) positions run unmasked with is_causal, the rest with the mask;
     the model's attention setting is restored, and the numbers are the naive ones (test_packed_matches_naive)."""
-    from sami_toolkit.scoring import ScoringOptions as Options
-    from sami_toolkit.scoring import encode
+    from sami_toolkit.training.scoring import ScoringOptions as Options
+    from sami_toolkit.training.scoring import encode
 
     model, tok, naive = llama_cache["sdpa"]
     enc = encode(tok, PROMPTS, RESPONSES, Options())
@@ -230,7 +230,7 @@ def test_sliding_window_shorter_than_sequence_falls_back_to_naive(arch_dirs: dic
     """A custom 4D mask would bypass Mistral's sliding window: auto must use naive and say so once."""
     model, tok = _load(arch_dirs["mistral"], "sdpa")
     model.config.sliding_window = 8
-    caplog.set_level(logging.WARNING, logger="sami_toolkit.scoring")
+    caplog.set_level(logging.WARNING, logger="sami_toolkit.training.scoring")
     with torch.no_grad():
         auto = score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(reduction="sum"), return_logits=True)
         naive = score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(reduction="sum", layout="naive"))

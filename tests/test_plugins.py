@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sami_toolkit import hookspecs
+from sami_toolkit.core import hookspecs
 from sami_toolkit.cli import cli
-from sami_toolkit.errors import PluginError, UnknownComponentError
+from sami_toolkit.core.errors import PluginError, UnknownComponentError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "sami-kit-length-judge"
@@ -124,7 +124,7 @@ def test_misspelled_hook_is_an_error(tmp_path):
 
 
 def test_duplicate_component_names_name_both_plugins(sami_kit_register_plugin):
-    from sami_toolkit.registry import get_registry
+    from sami_toolkit.plugins.registry import get_registry
     from sami_toolkit.testing import FakesPlugin
 
     sami_kit_register_plugin(FakesPlugin(), "first-fakes")
@@ -136,7 +136,7 @@ def test_duplicate_component_names_name_both_plugins(sami_kit_register_plugin):
 
 
 def test_unknown_name_suggests_close_matches(sami_kit_fakes):
-    from sami_toolkit.registry import get_registry
+    from sami_toolkit.plugins.registry import get_registry
 
     with pytest.raises(UnknownComponentError) as excinfo:
         get_registry().get("judges", "constnat")

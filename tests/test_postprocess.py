@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.postprocess import FilterOptions, default_filter_options, filter_pair, postprocess_response
-from sami_toolkit.prompts import get_templates
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.postprocess import FilterOptions, default_filter_options, filter_pair, postprocess_response
+from sami_toolkit.text.prompts import get_templates
 
 TLDR = get_templates("tldr")
 HH = get_templates("hh-rlhf")

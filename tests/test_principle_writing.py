@@ -10,11 +10,18 @@ from click.testing import CliRunner
 from pydantic import Field
 
 from sami_toolkit import hookimpl
-from sami_toolkit.components import ComponentOptions
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.principle_writing import (PrincipleParseError, PromptedWriter, check_names, parse_principles,
-                                            raw_path_for, write_principles, writer_prompt)
-from sami_toolkit.principles import load_principle_set
+from sami_toolkit.core.components import ComponentOptions
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.principle_writing import (
+    PrincipleParseError,
+    PromptedWriter,
+    check_names,
+    parse_principles,
+    raw_path_for,
+    write_principles,
+    writer_prompt,
+)
+from sami_toolkit.text.principles import load_principle_set
 
 NAMES = ["concise", "comprehensive"]
 
@@ -196,7 +203,7 @@ def test_cli_write_success_and_parse_failure(tmp_path: Path, sami_kit_register_p
 
 
 def test_hf_writer_generates_greedily_and_keeps_the_raw_answer(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from sami_toolkit.registry import get_component
+    from sami_toolkit.plugins.registry import get_component
 
     writer = get_component("principle-writers", "hf", {"model": str(tiny_model_dir), "max_new_tokens": 12})
     prompt = writer_prompt("summarize reddit posts", NAMES)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.principles import builtin_set_names, load_principle_set
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.principles import builtin_set_names, load_principle_set
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ["hh-rlhf", "tldr-diverse", "tldr-mistral", "tldr-opus"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.prompts import (
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.prompts import (
     TASK_TEMPLATES,
     build_judge_messages,
     build_prompt,

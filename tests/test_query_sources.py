@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.query_sources import first_human_turn
-from sami_toolkit.registry import get_component
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.text.query_sources import first_human_turn
+from sami_toolkit.plugins.registry import get_component
 
 
 def _write_jsonl(path, rows):
@@ -75,7 +75,7 @@ def test_tldr_hub_call(monkeypatch):
 def test_hub_failure_is_infrastructure_error(monkeypatch):
     import datasets
 
-    from sami_toolkit.errors import InfrastructureError
+    from sami_toolkit.core.errors import InfrastructureError
 
     def broken(*args, **kwargs):
         raise ConnectionError("no network")

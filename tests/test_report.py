@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from sami_toolkit.cli import cli
-from sami_toolkit.report import build_report, svg_line_chart
+from sami_toolkit.report.run_page import build_report, svg_line_chart
 
 EVIL = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 

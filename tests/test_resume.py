@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from run_helpers import one_thread, tiny_config  # noqa: F401 (autouse fixture)
 
-from sami_toolkit.loop import FAULT_ENV
-from sami_toolkit.store import hash_path
+from sami_toolkit.run.loop import FAULT_ENV
+from sami_toolkit.run.store import hash_path
 
 SAMI_KIT = [sys.executable, "-c", "from sami_toolkit.cli import main; main()"]
 
@@ -49,8 +49,8 @@ def test_sigkill_at_every_stage_then_resume(tmp_path, tiny_model_dir):
     kill_cfg.write_text(ref_cfg.read_text().replace(str(ref_dir), str(kill_dir)))  # same config, other run_dir
 
     # reference: uninterrupted, in-process
-    from sami_toolkit.loop import run_sami
-    from sami_toolkit.run_config import load_run_config
+    from sami_toolkit.run.loop import run_sami
+    from sami_toolkit.run.config import load_run_config
 
     run_sami(load_run_config(ref_cfg))
     ref_run = ref_dir / "run"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.run_config import PRESETS, RunConfig, load_run_config, preset_data
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.run.config import PRESETS, RunConfig, load_run_config, preset_data
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -88,7 +88,7 @@ def test_no_config_at_all():
 
 def test_kind_marker_is_accepted_by_run(tmp_path):
     """`kind: run` lets `sami-kit config validate` pick the model; `sami-kit run` must accept the same file."""
-    from sami_toolkit.run_config import load_run_config
+    from sami_toolkit.run.config import load_run_config
 
     path = tmp_path / "run.yaml"
     path.write_text("kind: run\nextends: demo\niterations: 1\n")

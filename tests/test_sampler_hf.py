@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from run_helpers import one_thread  # noqa: F401 (autouse fixture)
 
-from sami_toolkit.registry import get_component
-from sami_toolkit.sampler_hf import cut_at_stop
+from sami_toolkit.plugins.registry import get_component
+from sami_toolkit.builtin.hf_sampler import cut_at_stop
 
 PROMPTS = [
     "Summarize the post below. POST: The cat sat on the mat. Summary: The post",
@@ -68,7 +68,7 @@ def test_cut_at_stop():
 
 
 def test_missing_model_path_is_config_error(tmp_path):
-    from sami_toolkit.errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     sampler = get_component("samplers", "hf", {"max_new_tokens": 2})
     with pytest.raises(ConfigError, match="does not exist"):

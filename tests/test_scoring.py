@@ -10,9 +10,15 @@ from typing import Any
 import pytest
 import torch
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.scoring import (ScoreOutput, ScoringOptions, choose_layout, packed_unsupported_reason,
-                                  score_matrix, score_token_ids)
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.training.scoring import (
+    ScoreOutput,
+    ScoringOptions,
+    choose_layout,
+    packed_unsupported_reason,
+    score_matrix,
+    score_token_ids,
+)
 
 PROMPTS = [
     ["Summarize the post below. The cat sat on the mat. Summary:", "Summaries should be brief. The cat sat. Summary:"],
@@ -212,7 +218,7 @@ def test_options_reject_unknown_keys() -> None:
 
 
 def test_return_logits_align_between_layouts_and_give_zero_self_kl(tiny: tuple[Any, Any]) -> None:
-    from sami_toolkit.losses import kl_response_tokens
+    from sami_toolkit.training.losses import kl_response_tokens
 
     model, tok = tiny
     with torch.no_grad():
@@ -265,11 +271,11 @@ def test_layout_choice_allow_list(caplog: pytest.LogCaptureFixture) -> None:
     assert choose_layout(_fake_model("gpt2", "sdpa"), ScoringOptions(layout="naive")) == "naive"
     with pytest.raises(ConfigError, match="flash_attention_2"):
         choose_layout(_fake_model("llama", "flash_attention_2"), ScoringOptions(layout="packed"))
-    caplog.set_level(logging.WARNING, logger="sami_toolkit.scoring")
+    caplog.set_level(logging.WARNING, logger="sami_toolkit.training.scoring")
     odd = _fake_model("llama", "some_custom_kernel")
     assert choose_layout(odd, ScoringOptions()) == "naive"
     assert choose_layout(odd, ScoringOptions()) == "naive"
-    lines = [r for r in caplog.records if r.name == "sami_toolkit.scoring"]
+    lines = [r for r in caplog.records if r.name == "sami_toolkit.training.scoring"]
     assert len(lines) == 1 and "some_custom_kernel" in lines[0].getMessage()
 
 
@@ -283,7 +289,7 @@ def test_unknown_architecture_falls_back_to_naive(tmp_path: Path, tiny: tuple[An
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     model = sharpen(GPT2LMHeadModel(config).eval())
-    caplog.set_level(logging.WARNING, logger="sami_toolkit.scoring")
+    caplog.set_level(logging.WARNING, logger="sami_toolkit.training.scoring")
     with torch.no_grad():
         out = score_matrix(model, tok, PROMPTS, RESPONSES, ScoringOptions(reduction="sum"), return_logits=True)
     assert out.layout == "naive"
@@ -318,7 +324,7 @@ def test_light_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, sami_toolkit.scoring, sami_toolkit.loss_components, sami_toolkit.builtin.losses; "
+    code = ("import sys, sami_toolkit.training.scoring, sami_toolkit.builtin.loss_components, sami_toolkit.builtin.losses; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -327,7 +333,7 @@ def test_light_modules_do_not_import_torch() -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_selective_log_probs_match_log_softmax_with_gradients(dtype: torch.dtype) -> None:
     """The fused gather − logsumexp gives log_softmax(x)[t] and its gradient (onehot − softmax) · g."""
-    from sami_toolkit.scoring import _selective_log_probs
+    from sami_toolkit.training.scoring import _selective_log_probs
 
     gen = torch.Generator().manual_seed(0)
     logits = (torch.randn(7, 50, generator=gen, dtype=torch.float64) * 4).to(dtype).requires_grad_()

@@ -11,8 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from sami_toolkit.cli import cli
-from sami_toolkit.stats import (compute_stats, fit_logistic, gate, items_from_records, judge_health, load_items,
-                                model_family, proportion_summary, shared_family)
+from sami_toolkit.evaluation.stats import (
+    compute_stats,
+    fit_logistic,
+    gate,
+    items_from_records,
+    judge_health,
+    load_items,
+    model_family,
+    proportion_summary,
+    shared_family,
+)
 
 # the paper's per-item judge outcomes (numbers only, MIT, see tests/data/paper-results/README.md), copied into the
 # repository so that the reproduction tests run on every clean clone
@@ -124,7 +133,7 @@ def test_tie_policies_and_failures():
 
 
 def test_failed_flag_overrides_outcome_and_bad_values_are_config_errors():
-    from sami_toolkit.errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     items = items_from_records([{"outcome": 1, "failed": True}, {"outcome": 0}])
     assert items.outcome == [None, 0.0]

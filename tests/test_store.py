@@ -7,9 +7,16 @@ import os
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.store import (JsonlAppender, RunDir, atomic_write_json, atomic_write_yaml, hash_path, read_jsonl,
-                                repair_jsonl)
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.run.store import (
+    JsonlAppender,
+    RunDir,
+    atomic_write_json,
+    atomic_write_yaml,
+    hash_path,
+    read_jsonl,
+    repair_jsonl,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.training import TrainRequest, TrainResult, TrainSettings
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.training.step import TrainRequest, TrainResult, TrainSettings
 
 from test_training import write_pairs  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
 
@@ -23,7 +23,7 @@ def _weights(directory: Path) -> dict:
 
 
 def _trainer(**options):
-    from sami_toolkit.registry import get_component
+    from sami_toolkit.plugins.registry import get_component
 
     return get_component("trainers", "torch", options)
 
@@ -40,7 +40,7 @@ def _request(tiny_model_dir: Path, tmp_path: Path, name: str = "out", steps: int
 
 
 def test_torch_trainer_is_registered_and_validates_options():
-    from sami_toolkit.components import Trainer
+    from sami_toolkit.core.components import Trainer
 
     trainer = _trainer()
     assert isinstance(trainer, Trainer) and trainer.name == "torch"
@@ -85,7 +85,7 @@ def test_bf16_mixed_keeps_fp32_master_weights(tiny_model_dir, tmp_path):
     """bf16-mixed updates far below bf16's resolution survive in the fp32 checkpoint (spec §10.7)."""
     import torch
 
-    from sami_toolkit.training import load_policy
+    from sami_toolkit.training.step import load_policy
 
     request = _request(tiny_model_dir, tmp_path, steps=1, lr=1e-6, precision="bf16-mixed")
     model, _ = load_policy(request, "cpu")

@@ -1,4 +1,4 @@
-"""The core SAMI training step (sami_toolkit.training): pairs, data order, accumulation, KL, optimizers,
+"""The core SAMI training step (sami_toolkit.training.step): pairs, data order, accumulation, KL, optimizers,
 schedules, clipping, precision and checkpoints — on a tiny random model, fp32 unless the test is about precision."""
 
 from __future__ import annotations
@@ -10,10 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.models import enable_activation_checkpointing
-from sami_toolkit.training import (TrainSettings, apply_update, build_optimizer, build_scheduler, load_pairs,
-                                   lr_multiplier, sami_step, save_checkpoint, training_batches)
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.models.loading import enable_activation_checkpointing
+from sami_toolkit.training.step import (
+    TrainSettings,
+    apply_update,
+    build_optimizer,
+    build_scheduler,
+    load_pairs,
+    lr_multiplier,
+    sami_step,
+    save_checkpoint,
+    training_batches,
+)
 
 WORDS = ["cat", "mat", "landlord", "job", "friend", "dog", "question", "post"]
 
@@ -42,13 +51,13 @@ def write_pairs(path: Path, n: int, c: int = 2) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path):
-    from sami_toolkit.models import load_model, load_tokenizer
+    from sami_toolkit.models.loading import load_model, load_tokenizer
 
     return load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
 
 
 def _loss_fn():
-    from sami_toolkit.loss_components import SamiLoss
+    from sami_toolkit.builtin.loss_components import SamiLoss
 
     return SamiLoss()  # the registered "sami" loss, without building the whole plugin registry
 
@@ -129,7 +138,7 @@ def test_training_batches_fewer_than_one_batch_is_an_error():
 
 def test_training_batches_cycle_with_a_warning(caplog):
     pairs = [make_record(i) for i in range(5)]
-    with caplog.at_level(logging.WARNING, logger="sami_toolkit.training"):
+    with caplog.at_level(logging.WARNING, logger="sami_toolkit.training.step"):
         batches = training_batches(pairs, steps=3, batch_size=4, seed=1)
     assert "cycling" in caplog.text and "5 pairs" in caplog.text
     ids = [r["query_id"] for b in batches for r in b]

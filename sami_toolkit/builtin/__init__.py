@@ -1,1 +1,1 @@
-"""Built-in plugins. Each module is an ordinary pluggy plugin, listed in ``sami_toolkit.plugins.BUILTIN_PLUGINS``."""
+"""Built-in plugins. Each module is an ordinary pluggy plugin, listed in ``sami_toolkit.plugins.loading.BUILTIN_PLUGINS``."""

@@ -1,6 +1,6 @@
 """Built-in plugin: the evaluators ``mi`` (spec §1.6) and ``win-rate`` (spec §8).
 
-An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.evaluation` and are imported inside
+An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.evaluation.evaluators` and are imported inside
 the hook, so loading plugins stays cheap.
 """
 
@@ -13,7 +13,7 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_evaluators(register: Any) -> None:
-    from sami_toolkit.evaluation import HeldOutMIEvaluator, MIEvaluator, WinRateEvaluator
+    from sami_toolkit.evaluation.evaluators import HeldOutMIEvaluator, MIEvaluator, WinRateEvaluator
 
     register(MIEvaluator)
     register(HeldOutMIEvaluator, aliases=("mi_heldout",))

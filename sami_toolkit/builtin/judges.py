@@ -13,6 +13,6 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_judges(register: Any) -> None:
-    from sami_toolkit.judge_hf import HFJudge
+    from sami_toolkit.builtin.hf_judge import HFJudge
 
     register(HFJudge)

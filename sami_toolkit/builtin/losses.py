@@ -1,6 +1,6 @@
 """Built-in plugin: the SAMI losses (spec §1.3).
 
-An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.loss_components` (light: torch is
+An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.builtin.loss_components` (light: torch is
 imported only when a loss is called) and are imported inside the hook, so loading plugins stays cheap.
 """
 
@@ -13,7 +13,7 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_losses(register: Any) -> None:
-    from sami_toolkit.loss_components import SamiConstitutionsLoss, SamiLoss, SamiResponsesLoss
+    from sami_toolkit.builtin.loss_components import SamiConstitutionsLoss, SamiLoss, SamiResponsesLoss
 
     register(SamiLoss, aliases=("two-sided",))
     register(SamiResponsesLoss)

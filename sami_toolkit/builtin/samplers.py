@@ -9,6 +9,6 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_samplers(register: Any) -> None:
-    from sami_toolkit.sampler_hf import HFSampler
+    from sami_toolkit.builtin.hf_sampler import HFSampler
 
     register(HFSampler, aliases=("transformers",))

@@ -9,6 +9,6 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_trainers(register: Any) -> None:
-    from sami_toolkit.trainer_torch import TorchTrainer
+    from sami_toolkit.builtin.torch_trainer import TorchTrainer
 
     register(TorchTrainer)

@@ -12,6 +12,6 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_principle_writers(register: Any) -> None:
-    from sami_toolkit.writer_hf import HFWriter
+    from sami_toolkit.builtin.hf_writer import HFWriter
 
     register(HFWriter)

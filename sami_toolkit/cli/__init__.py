@@ -2,7 +2,7 @@
 
 Subcommands live in their own modules and are imported only when used (``LazyGroup``), so ``sami-kit --help``
 imports click and pluggy but never torch, transformers, deepspeed, vllm, litellm, pydantic or rich.
-Every :class:`~sami_toolkit.errors.SamiKitError` becomes one ``Error: ...`` line on stderr and its exit code.
+Every :class:`~sami_toolkit.core.errors.SamiKitError` becomes one ``Error: ...`` line on stderr and its exit code.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import SamiKitError
-from ..hookspecs import COMPONENT_HOOKS
+from sami_toolkit import __version__
+from sami_toolkit.core.errors import SamiKitError
+from sami_toolkit.core.hookspecs import COMPONENT_HOOKS
 
 #: command name -> "module:attribute" (a click command, or a factory called with the command name)
 LAZY_COMMANDS: dict[str, str] = {
@@ -38,7 +38,7 @@ class LazyGroup(click.Group):
         if self._plugin_commands_loaded:
             return
         self._plugin_commands_loaded = True
-        from ..plugins import get_plugin_manager
+        from sami_toolkit.plugins.loading import get_plugin_manager
 
         try:
             get_plugin_manager().hook.register_commands(cli=self)
@@ -78,7 +78,7 @@ class LazyGroup(click.Group):
 
 def _set_plugins_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
-        from ..plugins import set_plugins_dir
+        from sami_toolkit.plugins.loading import set_plugins_dir
 
         set_plugins_dir(value)
     return value

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import click
 
-from ..consoles import console
+from sami_toolkit.core.consoles import console
 
 
 def stderr_console() -> Any:

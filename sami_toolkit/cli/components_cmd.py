@@ -16,7 +16,7 @@ def kind_group(kind: str) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def list_cmd(as_json: bool) -> None:
         """List the registered components of this kind."""
-        from ..registry import get_registry
+        from sami_toolkit.plugins.registry import get_registry
 
         registry = get_registry()
         rows = []
@@ -25,13 +25,13 @@ def kind_group(kind: str) -> click.Group:
             rows.append({"name": name, "aliases": list(entry.aliases), "plugin": entry.plugin,
                          "description": entry.cls.summary()})
         if as_json:
-            from .common import print_json
+            from sami_toolkit.cli.common import print_json
 
             print_json(rows)
             return
         from rich.table import Table
 
-        from .common import stdout_console
+        from sami_toolkit.cli.common import stdout_console
 
         table = Table(title=kind)
         for col in ("name", "aliases", "plugin", "description"):
@@ -45,13 +45,13 @@ def kind_group(kind: str) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print the Options JSON schema.")
     def show_cmd(name: str, as_json: bool) -> None:
         """Show a component's description and its options (with descriptions and defaults)."""
-        from ..hookspecs import singular
-        from ..registry import get_registry
+        from sami_toolkit.core.hookspecs import singular
+        from sami_toolkit.plugins.registry import get_registry
 
         entry = get_registry().entry(kind, name)
         schema = entry.cls.Options.model_json_schema()
         if as_json:
-            from .common import print_json
+            from sami_toolkit.cli.common import print_json
 
             print_json({"name": entry.cls.name, "plugin": entry.plugin, "description": entry.cls.summary(),
                         "options": schema})

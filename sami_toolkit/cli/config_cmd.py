@@ -14,19 +14,19 @@ from typing import Any
 
 import click
 
-from .common import override_option
+from sami_toolkit.cli.common import override_option
 
 KINDS = ("run", "eval")
 
 #: kind -> "module:Class" of its pydantic model (or the class itself; tests substitute small models here)
 CONFIG_MODELS: dict[str, Any] = {
-    "run": "sami_toolkit.run_config:RunConfig",
-    "eval": "sami_toolkit.eval_config:EvalConfig",
+    "run": "sami_toolkit.run.config:RunConfig",
+    "eval": "sami_toolkit.evaluation.config:EvalConfig",
 }
 
 
 def _import(target: str, kind: str) -> Any:
-    from ..errors import InfrastructureError
+    from sami_toolkit.core.errors import InfrastructureError
 
     module_name, attr = target.split(":")
     try:
@@ -46,7 +46,7 @@ def _import(target: str, kind: str) -> Any:
 
 def config_model(kind: str) -> Any:
     """The pydantic model class for ``kind``; a clear error if this installation lacks it."""
-    from ..errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     if kind not in CONFIG_MODELS:
         raise ConfigError(f"unknown config kind '{kind}': use one of {', '.join(KINDS)}")
@@ -57,7 +57,7 @@ def config_model(kind: str) -> Any:
 def _resolve_extends(model: Any, data: dict[str, Any], path: str) -> dict[str, Any]:
     """Merge an ``extends:`` parent (preset or YAML file) the way the config's own loader does.
 
-    The model's module may provide ``resolve_extends(data, path) -> dict``; ``sami_toolkit.run_config``'s
+    The model's module may provide ``resolve_extends(data, path) -> dict``; ``sami_toolkit.run.config``'s
     ``deep_merge``/``_parent_data`` are used otherwise.  Without either, ``extends`` is validated like any key.
     """
     from pathlib import Path
@@ -77,8 +77,8 @@ def _resolve_extends(model: Any, data: dict[str, Any], path: str) -> dict[str, A
 
 def detect_kind(data: Any, requested: str | None, file: str) -> str:
     """``--kind`` if given, else the file's top-level ``kind:`` key, else ``run``; a disagreement is an error."""
-    from ..config import yaml_line_of
-    from ..errors import ConfigError
+    from sami_toolkit.core.config import yaml_line_of
+    from sami_toolkit.core.errors import ConfigError
 
     declared = data.get("kind") if isinstance(data, dict) else None
     if declared is not None and declared not in KINDS:
@@ -91,8 +91,8 @@ def detect_kind(data: Any, requested: str | None, file: str) -> str:
 
 def validate_file(path: str, kind: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> tuple[str, Any]:
     """Load, override and validate a config file; returns ``(kind, model instance)`` or raises ConfigError."""
-    from ..config import apply_overrides, load_yaml, validate_model
-    from ..errors import ConfigError
+    from sami_toolkit.core.config import apply_overrides, load_yaml, validate_model
+    from sami_toolkit.core.errors import ConfigError
 
     data = load_yaml(path)
     if data is None:
@@ -129,7 +129,7 @@ def config() -> None:
 @override_option
 def validate_cmd(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
     """Check FILE (with any -o overrides applied); exit 0 if valid, else 2 with one line per problem."""
-    from ..errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     try:
         kind_used, _ = validate_file(file, kind, overrides)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .common import override_option, print_json
+from sami_toolkit.cli.common import override_option, print_json
 
 
 @click.group("eval")
@@ -39,7 +39,7 @@ def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) ->
     Each line: {"outcome": 1|0|0.5|null, "len_test": int, "len_baseline": int}. null (or "failed": true) is a
     failed judgment: counted separately, never as a verdict or a tie.
     """
-    from ..stats import compute_stats, judge_health, load_items, p_value_label
+    from sami_toolkit.evaluation.stats import compute_stats, judge_health, load_items, p_value_label
 
     items = load_items(file)
     result = compute_stats(items, ties=ties, bootstrap=bootstrap, seed=seed)
@@ -50,8 +50,8 @@ def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) ->
         return
     from rich.table import Table
 
-    from ..compare import stats_rows
-    from .common import stderr_console
+    from sami_toolkit.evaluation.compare import stats_rows
+    from sami_toolkit.cli.common import stderr_console
 
     console = stderr_console()
     table = Table(title=f"{Path(file).name}: n={result.n} scored, {result.failures} failed "
@@ -68,7 +68,7 @@ def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) ->
     if result.mean_len_test is not None:
         console.print(f"mean length: test {result.mean_len_test:.1f}, baseline {result.mean_len_baseline:.1f}")
     if health:
-        from ..compare import health_rows
+        from sami_toolkit.evaluation.compare import health_rows
 
         console.print("judge health: " + "; ".join(f"{k} {v}" for k, v in health_rows(health)))
         for warning in health["warnings"]:
@@ -90,7 +90,7 @@ def _side(value: str | None, sampler: str | None, sampler_options: dict[str, Any
 
 
 def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
-    from ..config import parse_override
+    from sami_toolkit.core.config import parse_override
 
     out: dict[str, Any] = {}
     for text in pairs:
@@ -148,11 +148,11 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
     Gate on --metric with --margin M: pass if the 95% CI lower bound >= 0.5 - M,
     regression if the upper bound < 0.5 - M, otherwise inconclusive.
     """
-    from ..compare import print_summary, run_compare, write_outputs
-    from ..config import apply_overrides, load_yaml, validate_model
-    from ..errors import ConfigError
-    from ..eval_config import EvalConfig
-    from .common import exit_with, stderr_console
+    from sami_toolkit.evaluation.compare import print_summary, run_compare, write_outputs
+    from sami_toolkit.core.config import apply_overrides, load_yaml, validate_model
+    from sami_toolkit.core.errors import ConfigError
+    from sami_toolkit.evaluation.config import EvalConfig
+    from sami_toolkit.cli.common import exit_with, stderr_console
 
     data: dict[str, Any] = {}
     if config_path:
@@ -238,13 +238,13 @@ def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: s
 
     -o sets options of the 'mi' evaluator, e.g. -o batch_size=4 -o dtype=bfloat16 -o principle_names=[a,b].
     """
-    from ..compare import load_prompts_file
-    from ..config import apply_overrides
-    from ..errors import ConfigError
-    from ..evaluation import EvalContext
-    from ..principles import load_principle_set
-    from ..registry import get_component
-    from .common import stderr_console
+    from sami_toolkit.evaluation.compare import load_prompts_file
+    from sami_toolkit.core.config import apply_overrides
+    from sami_toolkit.core.errors import ConfigError
+    from sami_toolkit.evaluation.evaluators import EvalContext
+    from sami_toolkit.text.principles import load_principle_set
+    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit.cli.common import stderr_console
 
     if bool(prompts_path) == bool(source):
         raise ConfigError("give exactly one of --prompts FILE.jsonl or --source NAME")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .principles_write_cmd import write
+from sami_toolkit.cli.principles_write_cmd import write
 
 
 @click.group("principles")
@@ -32,7 +32,7 @@ def _split_names(value: str | None) -> list[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 def list_cmd(as_json: bool) -> None:
     """List the principle sets shipped with sami-kit."""
-    from ..principles import builtin_set_names, load_principle_set
+    from sami_toolkit.text.principles import builtin_set_names, load_principle_set
 
     rows = []
     for name in builtin_set_names():
@@ -40,13 +40,13 @@ def list_cmd(as_json: bool) -> None:
         rows.append({"name": pset.name, "task": pset.task, "writer": pset.writer,
                      "principles": [p.name for p in pset.principles], "source": pset.source})
     if as_json:
-        from .common import print_json
+        from sami_toolkit.cli.common import print_json
 
         print_json(rows)
         return
     from rich.table import Table
 
-    from .common import stdout_console
+    from sami_toolkit.cli.common import stdout_console
 
     table = Table(title="principle sets")
     for col in ("name", "task", "writer", "principles", "source"):
@@ -67,15 +67,15 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def show_cmd(name_or_path: str, show_constitutions: bool, principle_names: str | None, as_json: bool) -> None:
     """Show a principle set: its principles with definitions and antitheses."""
-    from ..constitutions import all_constitutions
-    from ..principles import load_principle_set
+    from sami_toolkit.text.constitutions import all_constitutions
+    from sami_toolkit.text.principles import load_principle_set
 
     pset = load_principle_set(name_or_path)
     names = _split_names(principle_names)
     selected = pset.subset(names)
     constitutions = all_constitutions(pset, [p.name for p in selected]) if show_constitutions else []
     if as_json:
-        from .common import print_json
+        from sami_toolkit.cli.common import print_json
 
         data: dict[str, Any] = pset.model_dump()
         if names is not None:

@@ -36,10 +36,10 @@ def write(task: str, principles: tuple[str, ...], writer: str, options: tuple[st
     Exit codes: 0 written; 2 bad input or an answer that cannot be parsed (the raw answer is still saved);
     4 the writer's model or API failed.
     """
-    from ..config import apply_overrides
-    from ..principle_writing import raw_path_for, write_principles
-    from ..registry import get_component
-    from .common import print_json, stderr_console
+    from sami_toolkit.core.config import apply_overrides
+    from sami_toolkit.text.principle_writing import raw_path_for, write_principles
+    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit.cli.common import print_json, stderr_console
 
     writer_options = apply_overrides({}, options)
     component = get_component("principle-writers", writer, writer_options,

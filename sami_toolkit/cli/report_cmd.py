@@ -13,7 +13,7 @@ def report(run_dir: str, out: str | None) -> None:
 
     The page has no external assets and needs no JavaScript; missing pieces of the run are noted, not fatal.
     """
-    from ..report import write_report
+    from sami_toolkit.report.run_page import write_report
 
     path = write_report(run_dir, out)
     click.echo(f"wrote {path}", err=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .common import override_option
+from sami_toolkit.cli.common import override_option
 
 
 @click.command("run")
@@ -31,10 +31,10 @@ def run(config: str | None, overrides: tuple[str, ...], preset: str | None, run_
     """
     from pathlib import Path
 
-    from ..errors import ConfigError
-    from ..loop import run_sami
-    from ..run_config import config_from_mapping, load_run_config
-    from .common import stderr_console
+    from sami_toolkit.core.errors import ConfigError
+    from sami_toolkit.run.loop import run_sami
+    from sami_toolkit.run.config import config_from_mapping, load_run_config
+    from sami_toolkit.cli.common import stderr_console
 
     console = stderr_console()
     if resume_dir is not None:
@@ -47,7 +47,7 @@ def run(config: str | None, overrides: tuple[str, ...], preset: str | None, run_
             # a config given with --resume must resolve to the recorded one (checked by hash in run_sami)
             cfg = load_run_config(config, overrides, preset=preset)
         else:
-            from ..config import apply_overrides, load_yaml
+            from sami_toolkit.core.config import apply_overrides, load_yaml
 
             data = apply_overrides(load_yaml(stored) or {}, overrides)
             cfg = config_from_mapping(data, where=str(stored))

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     launch_dir = request_file.parent
     rank = int(os.environ.get("RANK", "0"))
 
-    from sami_toolkit.errors import SamiKitError
+    from sami_toolkit.core.errors import SamiKitError
 
     from .trainer import request_from_json, train_in_process
 

@@ -1,4 +1,4 @@
-"""The ``deepspeed`` trainer: the core SAMI step (:func:`sami_toolkit.training.sami_step`) on a DeepSpeed engine.
+"""The ``deepspeed`` trainer: the core SAMI step (:func:`sami_toolkit.training.step.sami_step`) on a DeepSpeed engine.
 
 What DeepSpeed adds over the built-in ``torch`` trainer: ZeRO stages 0–3 (optimizer state, gradients and
 parameters sharded across ranks — the paper trained with FSDP full sharding, spec §4.1), CPU offload, and several
@@ -38,9 +38,9 @@ from typing import Any, Callable, Literal
 
 from pydantic import Field
 
-from sami_toolkit.components import ComponentOptions, Trainer, default_cache_dir
-from sami_toolkit.errors import ConfigError, InfrastructureError
-from sami_toolkit.training import TrainRequest, TrainResult, TrainSettings
+from sami_toolkit.core.components import ComponentOptions, Trainer, default_cache_dir
+from sami_toolkit.core.errors import ConfigError, InfrastructureError
+from sami_toolkit.training.step import TrainRequest, TrainResult, TrainSettings
 
 DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE", "GROUP_RANK",
             "ROLE_RANK", "ROLE_WORLD_SIZE", "TORCHELASTIC_RUN_ID")
@@ -221,7 +221,7 @@ def train_in_process(request: TrainRequest, options: DeepSpeedOptions, *,
     import torch
     import torch.distributed as dist
 
-    from sami_toolkit import training as T
+    from sami_toolkit.training import step as T
 
     settings = request.settings
     if settings.lora is not None and options.zero_stage == 3:
@@ -360,7 +360,7 @@ def _read_new_lines(path: Path, offset: int) -> tuple[list[dict], int]:
 def launch(request: TrainRequest, options: DeepSpeedOptions) -> TrainResult:
     """Run the training in ``num_processes`` launched processes and wait; per-step metrics are forwarded to
     ``request.progress`` (or a progress bar) as rank 0 writes them."""
-    from sami_toolkit import training as T
+    from sami_toolkit.training import step as T
 
     T.load_pairs(request.pairs_path)  # fail fast, before starting processes
     launch_dir = Path(request.output_dir).with_name(f".{Path(request.output_dir).name}.deepspeed")
@@ -435,7 +435,7 @@ class DeepSpeedTrainer(Trainer):
         options: DeepSpeedOptions = self.options  # type: ignore[assignment]
         if options.num_processes > 1 or options.hostfile is not None:
             return launch(request, options)
-        from sami_toolkit import training as T
+        from sami_toolkit.training import step as T
 
         with T.StepProgress(request, description="training (deepspeed)") as progress:
             return train_in_process(request, options, report=progress.update)

@@ -21,7 +21,7 @@ WORDS = ["cat", "mat", "landlord", "job", "friend", "dog", "question", "post"]
 
 @pytest.fixture(autouse=True)
 def _fresh_plugin_system() -> Iterator[None]:
-    from sami_toolkit.plugins import reset_plugins
+    from sami_toolkit.plugins.loading import reset_plugins
 
     reset_plugins()
     yield

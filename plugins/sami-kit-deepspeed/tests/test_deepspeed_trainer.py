@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.errors import ConfigError
-from sami_toolkit.training import TrainRequest, TrainSettings
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.training.step import TrainRequest, TrainSettings
 
 
 def _trainer(name: str = "deepspeed", **options):
-    from sami_toolkit.registry import get_component
+    from sami_toolkit.plugins.registry import get_component
 
     return get_component("trainers", name, options)
 

@@ -34,8 +34,8 @@ from typing import Any, Awaitable, Callable, Literal, TypeVar
 
 from pydantic import Field
 
-from sami_toolkit.components import ComponentOptions
-from sami_toolkit.errors import ConfigError, InfrastructureError
+from sami_toolkit.core.components import ComponentOptions
+from sami_toolkit.core.errors import ConfigError, InfrastructureError
 
 T = TypeVar("T")
 

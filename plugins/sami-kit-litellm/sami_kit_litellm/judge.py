@@ -2,14 +2,14 @@
 
 Per item it renders the task's judge prompt (system + user message), asks the model at the paper's settings
 (temperature 0, top_p 0.9, max_tokens 200), and parses the verdict strictly
-(:func:`sami_toolkit.judging.parse_final_answer`). Around that:
+(:func:`sami_toolkit.judging.pairwise.parse_final_answer`). Around that:
 
-* a SQLite judgment cache (:mod:`sami_toolkit.judge_cache`) answers repeated items without an API call; only real
+* a SQLite judgment cache (:mod:`sami_toolkit.judging.cache`) answers repeated items without an API call; only real
   verdicts are stored, failures never (AlpacaEval #340);
 * ``concurrency`` calls run at once (asyncio + semaphore) with bounded retries that honour ``Retry-After``;
 * ``max_cost`` is a hard cap: before each call the worst-case cost of that call (prompt tokens + ``max_tokens`` at
   the model's price) is reserved, and a call that could cross the cap is not started. Finished judgments stay in the
-  cache, then :class:`~sami_toolkit.errors.BudgetExceeded` (exit 4) is raised, so a rerun with a higher cap resumes
+  cache, then :class:`~sami_toolkit.core.errors.BudgetExceeded` (exit 4) is raised, so a rerun with a higher cap resumes
   where this one stopped.
 
 Cached judgments report ``cost=0.0`` (no new spend) and ``cached=True``.
@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from sami_toolkit.components import ComponentOptions, Judge, JudgeItem, Judgment
-from sami_toolkit.errors import BudgetExceeded, ConfigError
-from sami_toolkit.judging import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
+from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment
+from sami_toolkit.core.errors import BudgetExceeded, ConfigError
+from sami_toolkit.judging.pairwise import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 
@@ -89,7 +89,7 @@ class LiteLLMJudge(Judge):
         return self._client
 
     def _prepare(self, items: Sequence[JudgeItem]) -> list[_Prepared]:
-        from sami_toolkit.judge_cache import judgment_key
+        from sami_toolkit.judging.cache import judgment_key
 
         templates: dict[str, tuple[str, str]] = {}
         out = []
@@ -108,7 +108,7 @@ class LiteLLMJudge(Judge):
 
     # -- judging -------------------------------------------------------------------------------------------
     def judge(self, items: Sequence[JudgeItem], *, progress: Any = None) -> list[Judgment]:
-        from sami_toolkit.judge_cache import open_cache
+        from sami_toolkit.judging.cache import open_cache
 
         prepared = self._prepare(items)
         results: list[Judgment | None] = [None] * len(prepared)

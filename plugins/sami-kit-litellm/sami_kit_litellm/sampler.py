@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from sami_toolkit.components import Sampler
-from sami_toolkit.errors import InfrastructureError
+from sami_toolkit.core.components import Sampler
+from sami_toolkit.core.errors import InfrastructureError
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 

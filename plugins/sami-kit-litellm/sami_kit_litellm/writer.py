@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import Field
 
-from sami_toolkit.components import ComponentOptions
-from sami_toolkit.errors import InfrastructureError
-from sami_toolkit.principle_writing import PromptedWriter
+from sami_toolkit.core.components import ComponentOptions
+from sami_toolkit.core.errors import InfrastructureError
+from sami_toolkit.text.principle_writing import PromptedWriter
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 

@@ -1,4 +1,4 @@
-"""Plugin tests run against a real local OpenAI-compatible server (sami_toolkit.testing_server), never a network."""
+"""Plugin tests run against a real local OpenAI-compatible server (sami_toolkit.testing.server), never a network."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ os.environ["SAMI_KIT_TEST_KEY_ENV"] = KEY_ENV
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fresh plugin system, a private cache directory and the fake key in the environment for every test."""
-    from sami_toolkit.plugins import reset_plugins
+    from sami_toolkit.plugins.loading import reset_plugins
 
     monkeypatch.setenv("SAMI_KIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(KEY_ENV, FAKE_KEY)
@@ -32,7 +32,7 @@ def _isolated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def prefer_good(request: dict[str, Any]) -> str:
     """A judge that prefers whichever response slot starts with 'good' (hh-rlhf and generic prompts)."""
-    from sami_toolkit.testing_server import last_user_message
+    from sami_toolkit.testing.server import last_user_message
 
     text = last_user_message(request)
     match = re.search(r"Response A: (.*?)\n\n.*Response B: (.*?)\n\n", text, re.S)
@@ -44,7 +44,7 @@ def prefer_good(request: dict[str, Any]) -> str:
 
 @pytest.fixture
 def server() -> Iterator[Any]:
-    from sami_toolkit.testing_server import OpenAIServer
+    from sami_toolkit.testing.server import OpenAIServer
 
     with OpenAIServer(reply=prefer_good) as srv:
         yield srv

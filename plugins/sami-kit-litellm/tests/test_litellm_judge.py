@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from sami_toolkit.errors import BudgetExceeded, ConfigError, InfrastructureError
-from sami_toolkit.judge_cache import JudgmentCache
-from sami_toolkit.judging import ComparisonPair, count_outcomes, judge_pairs
-from sami_toolkit.registry import get_component
-from sami_toolkit.testing_server import Fault, OpenAIServer, last_user_message
+from sami_toolkit.core.errors import BudgetExceeded, ConfigError, InfrastructureError
+from sami_toolkit.judging.cache import JudgmentCache
+from sami_toolkit.judging.pairwise import ComparisonPair, count_outcomes, judge_pairs
+from sami_toolkit.plugins.registry import get_component
+from sami_toolkit.testing.server import Fault, OpenAIServer, last_user_message
 
 import os
 

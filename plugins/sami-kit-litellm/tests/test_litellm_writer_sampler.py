@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sami_toolkit.errors import InfrastructureError
-from sami_toolkit.principles import load_principle_set
-from sami_toolkit.registry import get_component, get_registry
-from sami_toolkit.testing_server import Fault, OpenAIServer, last_user_message
+from sami_toolkit.core.errors import InfrastructureError
+from sami_toolkit.text.principles import load_principle_set
+from sami_toolkit.plugins.registry import get_component, get_registry
+from sami_toolkit.testing.server import Fault, OpenAIServer, last_user_message
 
 import os
 

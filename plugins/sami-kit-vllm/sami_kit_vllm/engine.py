@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from sami_toolkit.components import ComponentOptions
-from sami_toolkit.errors import ConfigError, InfrastructureError
+from sami_toolkit.core.components import ComponentOptions
+from sami_toolkit.core.errors import ConfigError, InfrastructureError
 
 logger = logging.getLogger("sami_kit_vllm")
 
@@ -98,9 +98,9 @@ class VLLMEngine:
     def get(self, model: str) -> Any:
         """Return the engine for ``model`` (hub id, directory, ``.gguf`` or ``smollm2``), loading it if needed.
 
-        References are resolved with :func:`sami_toolkit.models.resolve_model`, so a ``.gguf`` file or the embedded
+        References are resolved with :func:`sami_toolkit.models.loading.resolve_model`, so a ``.gguf`` file or the embedded
         ``smollm2`` model is converted once to a safetensors directory that vLLM can load."""
-        from sami_toolkit.models import resolve_model
+        from sami_toolkit.models.loading import resolve_model
 
         path = resolve_model(model)
         if self.llm is not None and path == self.model_path:

@@ -11,9 +11,9 @@ from typing import Any, Callable, Sequence
 
 from pydantic import Field
 
-from sami_toolkit.components import Sampler
+from sami_toolkit.core.components import Sampler
 
-from sami_toolkit.postprocess import cut_at_stop
+from sami_toolkit.text.postprocess import cut_at_stop
 
 from .engine import VLLMEngine, VLLMEngineOptions, generate_checked
 
@@ -69,7 +69,7 @@ class VLLMSampler(Sampler):
             chunk = prompts[start:start + step]
             results = generate_checked(llm, chunk, params)
             if len(results) != len(chunk):
-                from sami_toolkit.errors import InfrastructureError
+                from sami_toolkit.core.errors import InfrastructureError
 
                 raise InfrastructureError(f"vLLM returned {len(results)} outputs for {len(chunk)} prompts")
             # vLLM returns outputs in input order; its stop handling already excludes the stop string, the cut

@@ -5,12 +5,12 @@ The paper's MI numbers (spec §1.6) were scored this way: each prompt+response i
 Two pitfalls of the reference code (spec §1.6, §10.13) are fixed here:
 
 * **no BOS** — the reference tokenised with ``add_special_tokens=False``; here the BOS is put once at the start of
-  the prompt, exactly as :func:`sami_toolkit.scoring.score_matrix` does for training, so vLLM and the core score
+  the prompt, exactly as :func:`sami_toolkit.training.scoring.score_matrix` does for training, so vLLM and the core score
   the same token sequence;
 * **``labels != 0``** — the reference dropped every token with id 0 (``!`` for Llama 3); here every response token
   is scored except EOS ids, again as the core does (spec §1.4).
 
-Tokenisation is shared with the core: :func:`sami_toolkit.scoring.encode` tokenises prompt and response
+Tokenisation is shared with the core: :func:`sami_toolkit.training.scoring.encode` tokenises prompt and response
 *separately* and concatenates the ids (spec §10.12), so a tokenizer that merges across the prompt/response
 boundary cannot shift the scored span.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
-from sami_toolkit.errors import InfrastructureError
+from sami_toolkit.core.errors import InfrastructureError
 
 from .engine import generate_checked
 
@@ -76,7 +76,7 @@ def _score_sequences(llm: Any, vllm: Any, sequences: Sequence[tuple[list[int], l
 
 
 def _scoring_options(reduction: Reduction, add_bos: bool, max_length: int | None) -> Any:
-    from sami_toolkit.scoring import ScoringOptions
+    from sami_toolkit.training.scoring import ScoringOptions
 
     if reduction not in ("sum", "mean"):
         raise ValueError(f"unknown reduction '{reduction}'; use 'sum' or 'mean'")
@@ -100,10 +100,10 @@ def score_logprobs(model: "str | VLLMEngine", prompts: Sequence[str], responses:
 
     ``model`` is a model reference (loaded with ``options`` and closed afterwards) or an already loaded
     :class:`~sami_kit_vllm.engine.VLLMEngine` (kept open; it must have had ``get(model)`` called).  The numbers
-    equal ``sami_toolkit.scoring.score_matrix`` with the same ``reduction``/``add_bos``/``max_length`` up to the
+    equal ``sami_toolkit.training.scoring.score_matrix`` with the same ``reduction``/``add_bos``/``max_length`` up to the
     numerical precision of the engine's dtype.
     """
-    from sami_toolkit.scoring import encode
+    from sami_toolkit.training.scoring import encode
 
     from .engine import import_vllm
 
@@ -136,12 +136,12 @@ def score_matrix_vllm(model: "str | VLLMEngine", prompts: Sequence[Sequence[str]
     ``prompts[b][k]`` is the scoring prompt of query b with constitution k, ``responses[b][j]`` response j of
     query b; returns a float32 tensor ``S`` of shape ``[B, C, C]`` with ``S[b, k, j] = ℓ(y_bj | prompts[b][k])``
     (rows = constitutions, columns = responses), the drop-in equivalent of
-    :func:`sami_toolkit.scoring.score_matrix` (without gradients) for MI evaluation at scale (spec §1.6).
+    :func:`sami_toolkit.training.scoring.score_matrix` (without gradients) for MI evaluation at scale (spec §1.6).
     ``progress(n)`` is called with the number of (k, j) pairs finished.
     """
     import torch
 
-    from sami_toolkit.scoring import encode
+    from sami_toolkit.training.scoring import encode
 
     from .engine import import_vllm
 

@@ -28,7 +28,7 @@ def _forget_vllm() -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_plugin_system() -> Iterator[None]:
-    from sami_toolkit.plugins import reset_plugins
+    from sami_toolkit.plugins.loading import reset_plugins
 
     reset_plugins()
     yield

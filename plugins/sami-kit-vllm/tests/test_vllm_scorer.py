@@ -46,7 +46,7 @@ def direct(hf: tuple[Any, Any], prompt: str, response: str, *, reduction: str = 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_score_logprobs_equals_transformers_and_core(vllm_module: Any, vllm_model_dir: Path, hf: Any,
                                                      engine_options: dict, reduction: str) -> None:
-    from sami_toolkit.scoring import ScoringOptions, score_matrix
+    from sami_toolkit.training.scoring import ScoringOptions, score_matrix
 
     from sami_kit_vllm.engine import VLLMEngineOptions
     from sami_kit_vllm.scorer import score_logprobs
@@ -65,7 +65,7 @@ def test_score_matrix_equals_core_score_matrix(vllm_module: Any, vllm_model_dir:
                                                engine_options: dict) -> None:
     import torch
 
-    from sami_toolkit.scoring import ScoringOptions, score_matrix
+    from sami_toolkit.training.scoring import ScoringOptions, score_matrix
 
     from sami_kit_vllm.engine import VLLMEngineOptions
     from sami_kit_vllm.scorer import score_matrix_vllm
@@ -98,7 +98,7 @@ def test_token_id_zero_is_scored(vllm_module: Any, vllm_model_dir: Path, hf: Any
 
 def test_eos_inside_a_response_is_context_not_score(vllm_module: Any, vllm_model_dir: Path, hf: Any,
                                                     engine_options: dict) -> None:
-    from sami_toolkit.scoring import ScoringOptions, score_matrix
+    from sami_toolkit.training.scoring import ScoringOptions, score_matrix
 
     from sami_kit_vllm.engine import VLLMEngineOptions
     from sami_kit_vllm.scorer import score_logprobs
@@ -150,7 +150,7 @@ def test_bad_input_is_rejected_before_loading(fake_vllm: Any, vllm_model_dir: Pa
 def test_mi_summary_matches_the_formulas() -> None:
     import torch
 
-    from sami_toolkit.evaluation import mi_summary
+    from sami_toolkit.evaluation.evaluators import mi_summary
 
     scores = torch.tensor([[[-10.0, -14.0, -9.0], [-12.0, -11.0, -13.0], [-15.0, -16.0, -8.0]],
                            [[-5.0, -6.0, -7.0], [-6.5, -4.0, -9.0], [-8.0, -7.5, -3.0]]])
@@ -174,7 +174,7 @@ def test_mi_summary_matches_the_formulas() -> None:
 
 
 def test_too_long_sequences_are_a_config_error(vllm_module: Any, vllm_model_dir: Path, engine_options: dict) -> None:
-    from sami_toolkit.errors import ConfigError
+    from sami_toolkit.core.errors import ConfigError
 
     from sami_kit_vllm.engine import VLLMEngineOptions
     from sami_kit_vllm.scorer import score_logprobs

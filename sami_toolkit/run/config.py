@@ -1,0 +1,245 @@
+"""``RunConfig``: everything one ``sami-kit run`` needs, validated before any model is loaded.
+
+A run config is YAML.  It may start from a shipped *preset* (``extends: paper-tldr`` in the file, or
+``sami-kit run --preset paper-tldr``); the file's keys are merged over the preset (mappings merge key by key,
+everything else replaces), then ``-o key=value`` overrides apply, then pydantic validates.  Every field carries a
+description so ``sami-kit config schema`` documents the format, and every error names the file, line and field.
+
+Only pydantic and the standard library are imported here: the CLI validates configs at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.training.step import TrainSettings
+
+#: presets shipped as ``sami_toolkit/data/preset-<name>.yaml``
+PRESETS: tuple[str, ...] = ("paper-hh", "paper-tldr", "paper-diverse", "demo")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentRef(_Model):
+    """A registered component and its options (``sami-kit <kind> show NAME`` lists the options)."""
+
+    name: str = Field(description="Registered component name.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the component.")
+
+
+class ConstitutionsConfig(_Model):
+    """How the C constitutions contrasted per query are drawn (spec §2.2, §5.3, §10.3)."""
+
+    strategy: Literal["positive_vs_negative", "complement", "complement_random_flip", "iid"] = Field(
+        "positive_vs_negative", description="positive_vs_negative (Exp. 1–2: the all-definition constitution vs "
+        "distinct non-positive ones), complement (Exp. 3: a random variant and its exact complement), iid "
+        "(Algorithm 1: independent uniform draws).")
+    n: int = Field(2, description="C, constitutions per query (2 in every paper experiment, spec §2.2); >= 2.")
+    names: list[str] | None = Field(None, description="Principle names to draw from (default: the set's "
+                                                      "train_principles, else all).")
+    k: int | None = Field(None, ge=1, description="Principles per constitution (complement default 2; others: "
+                                                  "all of `names`).")
+
+    @field_validator("n")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("C (constitutions.n) must be >= 2: SAMI contrasts several constitutions per query "
+                             "(spec §2.2)")
+        return value
+
+
+class DataConfig(_Model):
+    """Where queries come from and how the pool is split (spec §2.4–§2.6, §8.1)."""
+
+    source: ComponentRef = Field(description="Query source for training-data generation (`sami-kit "
+                                             "query-sources list`: hh-rlhf, tldr, jsonl, csv).")
+    pool_size: int | None = Field(None, ge=1, description="Queries per half of the generation pool (spec §2.5: "
+                                  "TL;DR 2500, HH 10000); null = split the available queries in two equal halves.")
+    alternate_halves: bool = Field(True, description="Iteration 1 samples on half A, 2 on half B, 3 on A… so the "
+                                   "sampling model never generates on queries it was trained on (spec §2.6). "
+                                   "false = every iteration uses half A.")
+    eval_source: ComponentRef | None = Field(None, description="Held-out query source for evaluation (spec §8.1: "
+                                             "TL;DR validation split, HH test split); null = the last "
+                                             "`eval.size` queries of `source`, which are then excluded from the pool.")
+
+
+class EvalSettings(_Model):
+    """Held-out evaluation after every iteration, and of the base model as iteration 0 (spec §8)."""
+
+    size: int = Field(250, ge=1, description="Held-out queries (the paper used the first 250, spec §8.1).")
+    baseline_model: str | None = Field(None, description="Optional instruct/baseline model for comparisons "
+                                       "(spec §8.3: mistral-7b-instruct).")
+    at_iteration_zero: bool = Field(True, description="Also evaluate the base model (t = 0) so curves start at 0.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra options passed to every evaluator "
+                                    "through EvalContext.options.")
+
+
+class RunConfig(_Model):
+    """A complete SAMI expert-iteration run (spec §2.1)."""
+
+    name: str = Field("sami-run", description="Run name; the default run directory is runs/<name>.")
+    seed: int = Field(42, description="Seed for constitution sampling, principle shuffling, training and eval "
+                                      "(the paper used 42, spec §4.2).")
+    model: str = Field(description="Base model π_BASE: hub id, local directory, .gguf file or 'smollm2'.")
+    trust_remote_code: bool = Field(False, description="Allow model repositories to run their own code.")
+    task: str = Field("tldr", description="Prompt/filter task: tldr, hh-rlhf or generic (spec §7).")
+    principles: str = Field(description="Principle set name (`sami-kit principles list`) or YAML path.")
+    constitutions: ConstitutionsConfig = Field(default_factory=ConstitutionsConfig,
+                                               description="Constitution pair strategy and C.")
+    templates: dict[str, Any] = Field(default_factory=dict, description="Prompt template overrides (fields of "
+                                      "PromptTemplates: generation, training, question_format, stop, ...).")
+    data: DataConfig = Field(description="Query sources and pool split.")
+    sampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="hf"),
+                                  description="Response sampler (`hf` = transformers generate; greedy, "
+                                              "max_new_tokens 350 by default, spec §2.3).")
+    filter: dict[str, Any] = Field(default_factory=dict, description="Overrides of the task's default filter "
+                                   "(FilterOptions: drop_substrings, require_positive_period, require_distinct, "
+                                   "max_chars; spec §2.7).")
+    iterations: int = Field(3, ge=1, description="N, expert iterations (3 in the paper, Table 1).")
+    batches_per_iteration: int = Field(2, ge=1, description="N_b: iteration η trains B_η = η·N_b optimizer steps "
+                                       "(Table 1: 2 → 2/4/6 steps; 4 for llama → 4/8/12; spec §2.1).")
+    batch_size: int = Field(128, ge=1, description="Queries per optimizer step (Table 1: 128).")
+    trainer: ComponentRef = Field(default_factory=lambda: ComponentRef(name="torch"),
+                                  description="Training engine: torch (built in) or deepspeed (plugin).")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="Optimizer, precision, loss, scoring.")
+    evaluators: list[ComponentRef] = Field(default_factory=lambda: [ComponentRef(name="mi")],
+                                           description="Evaluators run on held-out queries after each iteration.")
+    judge: ComponentRef | None = Field(None, description="Pairwise judge for win-rate evaluators (optional).")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out evaluation settings.")
+    run_dir: str | None = Field(None, description="Run directory (default runs/<name>).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        from sami_toolkit.text.postprocess import FilterOptions
+        from sami_toolkit.text.prompts import normalize_task
+
+        self.task = normalize_task(self.task)
+        unknown = sorted(set(self.filter) - set(FilterOptions.model_fields))
+        if unknown:
+            raise ValueError(f"filter: unknown key '{unknown[0]}' (keys: {', '.join(FilterOptions.model_fields)})")
+        return self
+
+    # ----------------------------------------------------------------------------------------- derived values
+    def steps_for(self, iteration: int) -> int:
+        """B_η = η · N_b optimizer steps for iteration η (spec §2.1)."""
+        return iteration * self.batches_per_iteration
+
+    def half_for(self, iteration: int) -> int:
+        """0 (half A) for odd iterations, 1 (half B) for even ones when halves alternate (spec §2.6)."""
+        return 0 if (not self.data.alternate_halves or iteration % 2 == 1) else 1
+
+    def filter_options(self) -> Any:
+        """The task's default filter (spec §2.7) with this config's overrides."""
+        from sami_toolkit.text.postprocess import FilterOptions, default_filter_options
+
+        base = default_filter_options(self.task).model_dump()
+        return FilterOptions.model_validate({**base, **self.filter})
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def hash_payload(self) -> dict[str, Any]:
+        """The config as hashed for ``--resume``: everything except where the run lives."""
+        from sami_toolkit.core.config import redact
+
+        data = redact(self.model_dump(mode="json"))
+        data.pop("run_dir", None)
+        return data
+
+    def content_hash(self) -> str:
+        payload = json.dumps(self.hash_payload(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` merged over ``base``: mappings merge recursively, every other value replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def preset_data(name: str) -> dict[str, Any]:
+    """The raw mapping of a shipped preset (resolving its own ``extends``)."""
+    import difflib
+    from importlib.resources import files
+
+    import yaml
+
+    resource = files("sami_toolkit") / "data" / f"preset-{name}.yaml"
+    if not resource.is_file():
+        close = difflib.get_close_matches(name, PRESETS, n=1, cutoff=0.4)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown preset '{name}'.{hint} Presets: {', '.join(PRESETS)}")
+    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+    parent = data.pop("extends", None)
+    return deep_merge(preset_data(parent), data) if parent else data
+
+
+def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (), *,
+                    preset: str | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` from a preset and/or a YAML file plus ``-o`` overrides (errors: exit 2)."""
+    from sami_toolkit.core.config import apply_overrides, load_yaml, validate_model
+
+    data: dict[str, Any] = preset_data(preset) if preset else {}
+    if path is not None:
+        user = load_yaml(path)
+        if user is None:
+            user = {}
+        if not isinstance(user, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        if user.get("kind", "run") == "run":
+            user.pop("kind", None)  # `kind: run` marks the file for `sami-kit config validate`
+        parent = user.pop("extends", None)
+        if parent:
+            data = deep_merge(data, _parent_data(str(parent), Path(path)))
+        data = deep_merge(data, user)
+    if not data:
+        raise ConfigError("no run configuration: pass a CONFIG.yaml and/or --preset NAME "
+                          f"(presets: {', '.join(PRESETS)})")
+    data = apply_overrides(data, overrides)
+    # validation line numbers only make sense against the user's own file
+    return validate_model(RunConfig, data, file=path)
+
+
+def _parent_data(parent: str, child: Path) -> dict[str, Any]:
+    """``extends:`` names a preset, or a YAML file (relative to the extending file)."""
+    from sami_toolkit.core.config import load_yaml
+
+    if parent.endswith((".yaml", ".yml")):
+        parent_path = (child.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+        data = load_yaml(parent_path) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{parent_path}: the top level must be a mapping of keys to values")
+        grand = data.pop("extends", None)
+        return deep_merge(_parent_data(str(grand), parent_path), data) if grand else data
+    return preset_data(parent)
+
+
+def config_from_mapping(data: Mapping[str, Any], *, where: str | None = None) -> RunConfig:
+    """Validate an already-resolved mapping (e.g. a run directory's ``config.yaml``)."""
+    from sami_toolkit.core.config import validate_model
+
+    return validate_model(RunConfig, dict(data), file=where)
+
+
+def resolve_extends(data: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
+    """``data`` (a run config mapping read from ``path``) merged over its ``extends:`` parent, if any; used by
+    ``sami-kit config validate`` so it resolves presets exactly like ``sami-kit run``."""
+    data = dict(data)
+    parent = data.pop("extends", None)
+    return deep_merge(_parent_data(str(parent), Path(path)), data) if parent else data
