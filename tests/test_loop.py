@@ -129,7 +129,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_p
     assert "| 2 |" in (run / "summary.md").read_text()
 
     # the two checkpoints differ (different data and step counts)
-    from sami_toolkit.run.store import hash_path
+    from sami_toolkit.core.io import hash_path
 
     assert hash_path(run / "iterations" / "1" / "checkpoint") != hash_path(run / "iterations" / "2" / "checkpoint")
 

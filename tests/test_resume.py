@@ -14,7 +14,7 @@ import pytest
 from run_helpers import one_thread, tiny_config  # noqa: F401 (autouse fixture)
 
 from sami_toolkit.run.loop import FAULT_ENV
-from sami_toolkit.run.store import hash_path
+from sami_toolkit.core.io import hash_path
 
 SAMI_KIT = [sys.executable, "-c", "from sami_toolkit.cli import main; main()"]
 

@@ -8,15 +8,9 @@ import os
 import pytest
 
 from sami_toolkit.core.errors import ConfigError
-from sami_toolkit.run.store import (
-    JsonlAppender,
-    RunDir,
-    atomic_write_json,
-    atomic_write_yaml,
-    hash_path,
-    read_jsonl,
-    repair_jsonl,
-)
+from sami_toolkit.core.io import JsonlAppender, atomic_write_json, atomic_write_yaml, hash_path, repair_jsonl
+from sami_toolkit.core.io import read_jsonl_tolerant as read_jsonl
+from sami_toolkit.run.store import RunDir
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

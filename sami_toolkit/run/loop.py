@@ -228,7 +228,7 @@ class SamiLoop:
         return items
 
     def sample(self, t: int) -> None:
-        from sami_toolkit.run.store import JsonlAppender, repair_jsonl
+        from sami_toolkit.core.io import JsonlAppender, repair_jsonl
 
         path = self.run.samples_path(t)
         done = {(r["query_id"], r["index"]) for r in repair_jsonl(path)}
@@ -262,7 +262,7 @@ class SamiLoop:
         from sami_toolkit.text.constitutions import shuffle_constitution
         from sami_toolkit.text.postprocess import filter_pair, postprocess_response
         from sami_toolkit.text.prompts import build_prompt, format_question
-        from sami_toolkit.run.store import atomic_write_json, atomic_write_jsonl, repair_jsonl
+        from sami_toolkit.core.io import atomic_write_json, atomic_write_jsonl, repair_jsonl
 
         cfg, plan = self.config, self.plan
         by_query: dict[str, dict[int, dict]] = collections.defaultdict(dict)
@@ -312,7 +312,7 @@ class SamiLoop:
 
     # ---------------------------------------------------------------------------------------------- train
     def train(self, t: int) -> None:
-        from sami_toolkit.run.store import atomic_write_json, remove_tree
+        from sami_toolkit.core.io import atomic_write_json, remove_tree
         from sami_toolkit.training.step import TrainRequest
 
         cfg = self.config
@@ -352,7 +352,7 @@ class SamiLoop:
     # ----------------------------------------------------------------------------------------------- eval
     def evaluate(self, t: int) -> None:
         from sami_toolkit.evaluation.evaluators import EvalContext
-        from sami_toolkit.run.store import atomic_write_json
+        from sami_toolkit.core.io import atomic_write_json
 
         cfg, plan = self.config, self.plan
         judge = _get("judges", cfg.judge, "judge") if cfg.judge is not None else None
@@ -455,7 +455,7 @@ def summary_table(run: "RunDir", config: "RunConfig", upto: int | None = None) -
 
 def write_summary(run: "RunDir", config: "RunConfig") -> Path:
     """``summary.md``: what was run and the per-iteration metrics, readable without any tool."""
-    from sami_toolkit.run.store import atomic_write_text
+    from sami_toolkit.core.io import atomic_write_text
 
     headers, rows = summary_rows(run, config)
     # _read_json gives {} for an iteration not trained yet

@@ -5,7 +5,7 @@ A run can be killed at any moment (SIGKILL included) and resumed, so every file 
 * whole files (JSON, YAML, pairs) are written to a temporary file in the same directory, fsynced, then
   ``os.replace``-d over the target — readers never see half a file;
 * samples are appended one JSONL line at a time and fsynced; a kill can only tear the *last* line, which
-  :func:`read_jsonl` detects (no trailing newline or invalid JSON) and :func:`repair_jsonl` truncates away;
+  :func:`sami_toolkit.core.io.read_jsonl_tolerant` detects (no trailing newline or invalid JSON) and :func:`repair_jsonl` truncates away;
 * the manifest records each stage's status and the content hash of its output, so a resumed run skips finished
   stages and can tell a finished stage from a file that merely exists.
 
@@ -17,154 +17,17 @@ Layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.core.io import atomic_write_json, atomic_write_yaml, hash_path
 
 MANIFEST_VERSION = 1
-
-
-# ------------------------------------------------------------------------------------------- atomic writes
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same directory + fsync + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def atomic_write_yaml(path: str | Path, data: Any) -> Path:
-    import yaml
-
-    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110))
-
-
-def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
-# --------------------------------------------------------------------------------------------------- JSONL
-def read_jsonl(path: str | Path) -> tuple[list[dict], int]:
-    """``(records, torn)``: every complete line of ``path``, and how many bytes at its end are a torn line.
-
-    Appends write whole lines ending in ``\\n``, so a kill mid-append can only leave a last chunk *without* its
-    newline; that chunk is the torn part.  An invalid line that *does* end in a newline is corruption, not a
-    torn append, and raises :class:`ConfigError` naming the line."""
-    path = Path(path)
-    if not path.exists():
-        return [], 0
-    data = path.read_bytes()
-    *complete, tail = data.split(b"\n")
-    records: list[dict] = []
-    for number, raw in enumerate(complete, start=1):
-        if not raw.strip():
-            continue
-        try:
-            records.append(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ConfigError(f"{path}:{number}: not valid JSON; the file is corrupted (not a torn last line): "
-                              "delete it to regenerate this stage") from None
-    return records, len(tail)
-
-
-def repair_jsonl(path: str | Path) -> list[dict]:
-    """Drop a torn last line (see :func:`read_jsonl`) in place and return the complete records."""
-    path = Path(path)
-    records, torn = read_jsonl(path)
-    if torn:
-        size = path.stat().st_size
-        with open(path, "r+b") as handle:
-            handle.truncate(size - torn)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return records
-
-
-class JsonlAppender:
-    """Append records to a JSONL file, one complete line per write, fsynced (so a kill loses at most the line
-    being written, which :func:`repair_jsonl` then drops)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "ab")
-
-    def append(self, record: dict) -> None:
-        self.extend([record])
-
-    def extend(self, records: Iterable[dict]) -> None:
-        payload = b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records)
-        if payload:
-            self._handle.write(payload)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> "JsonlAppender":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-# -------------------------------------------------------------------------------------------------- hashing
-def hash_path(path: str | Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files: Iterator[Path] = iter([path]) if path.is_file() else iter(sorted(p for p in path.rglob("*") if p.is_file()))
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------- manifest
@@ -302,8 +165,3 @@ class RunDir:
     def finish(self) -> None:
         self.manifest["status"] = "complete"
         self.save_manifest()
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a partial output directory (a killed training's checkpoint-in-progress)."""
-    shutil.rmtree(path, ignore_errors=True)
