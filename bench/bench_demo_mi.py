@@ -23,10 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-KEYS = (("MI constitutions (InfoNCE)", "mi_infonce_constitutions"),
-        ("held-out MI, fixed base responses", "heldout_mi_infonce_constitutions"),
-        ("MI two-sided (InfoNCE)", "mi_infonce"), ("MI paper", "mi_paper"),
-        ("mean length (tokens)", "mean_length_tokens"))
+from sami_toolkit.core.metrics import metric
+
+#: (column title, metric key), titles from the one metric vocabulary
+KEYS = tuple((metric(key).short_label, key) for key in (
+    "mi_infonce_constitutions", "heldout_mi_infonce_constitutions", "mi_infonce", "mi_paper", "mean_length_tokens"))
 #: evaluator -> the metric whose absence means "not run yet on this checkpoint"
 EVALUATORS = (("mi", "mi_infonce_constitutions"), ("mi-heldout", "heldout_mi_infonce_constitutions"))
 
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     from sami_toolkit.core.config import load_yaml
-    from sami_toolkit.run.loop import plan_run, run_sami
+    from sami_toolkit.run.loop import run_sami
+    from sami_toolkit.run.plan import plan_run
     from sami_toolkit.run.config import config_from_mapping, load_run_config
 
     console = Console(stderr=True)
@@ -57,24 +59,25 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_mapping(load_yaml(run_dir / "config.yaml"), where=str(run_dir / "config.yaml"))
 
     rows = []
-    plan = None
+    plan = registry = None
     for t in range(0, config.iterations + 1):
         metrics_path = run_dir / "iterations" / str(t) / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         for name, marker in EVALUATORS:
             if not args.recompute and marker in metrics:
                 continue
-            from sami_toolkit.evaluation.evaluators import EvalContext
-            from sami_toolkit.plugins.registry import get_component
+            from sami_toolkit.evaluation.context import EvalContext
+            from sami_toolkit import load_plugins
 
-            plan = plan or plan_run(config, console)
+            registry = registry or load_plugins()
+            plan = plan or plan_run(config, console, registry=registry)
             model = plan.base_model if t == 0 else str(run_dir / "iterations" / str(t) / "checkpoint")
-            sampler = get_component("samplers", config.sampler.name, config.sampler.options)
+            sampler = registry.create("samplers", config.sampler.name, config.sampler.options)
             ref = next((e for e in config.evaluators if e.name == name), None)
             options = ref.options if ref else {k: v for k, v in (next(
                 (e.options for e in config.evaluators if e.name == "mi"), None) or {}).items()
                 if k in ("batch_size", "dtype", "device")}
-            evaluator = get_component("evaluators", name, options)
+            evaluator = registry.create("evaluators", name, options)
             out_dir = run_dir / "bench" / str(t)
             out_dir.mkdir(parents=True, exist_ok=True)
             metrics.update(evaluator.evaluate(EvalContext(

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         from sami_toolkit.judging.pairwise import count_outcomes, judge_pairs
-        from sami_toolkit.plugins.registry import get_component
+        from sami_toolkit import get_component
 
         tmp = tempfile.mkdtemp(prefix="sami-kit-bench-")
         judge = get_component("judges", "litellm", {

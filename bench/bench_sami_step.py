@@ -50,14 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sami_toolkit.builtin.loss_components import SamiLoss
-    from sami_toolkit.training.step import (
-        TrainSettings,
-        autocast_context,
-        build_optimizer,
-        count_tokens,
-        sami_step,
-        weight_dtype,
-    )
+    from sami_toolkit.training.optim import build_optimizer
+    from sami_toolkit.training.precision import autocast_context, weight_dtype
+    from sami_toolkit.training.settings import TrainSettings
+    from sami_toolkit.training.step import count_tokens, sami_step
     from sami_toolkit.models.loading import load_model, load_tokenizer
 
     settings = TrainSettings(precision=args.precision, micro_batch_size=args.micro_batch_size, lr=1e-7)

@@ -24,9 +24,9 @@ import time
 def _prompts(n: int) -> list[str]:
     """The demo's posts in the TL;DR generation prompt with the concise/comprehensive constitution."""
     from sami_toolkit.text.constitutions import all_constitutions
-    from sami_toolkit.evaluation.evaluators import generation_prompts, resolve_templates
+    from sami_toolkit.sampling.generation import generation_prompts, resolve_templates
     from sami_toolkit.text.principles import load_principle_set
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
     from sami_toolkit.run.config import load_run_config
 
     config = load_run_config(preset="demo")
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", help="hf sampler dtype: auto, float32 or bfloat16")
     args = parser.parse_args(argv)
 
+    from sami_toolkit import load_plugins
     from sami_toolkit.models.loading import load_tokenizer, resolve_model
-    from sami_toolkit.plugins.registry import get_component
+
+    registry = load_plugins()
 
     model = resolve_model(args.model)
     prompts = _prompts(args.prompts + args.batch_size)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         options: dict = {"max_new_tokens": args.max_new_tokens, "temperature": 0.0}
         if name == "hf":
             options.update(batch_size=args.batch_size, device=args.device, dtype=args.dtype)
-        sampler = get_component("samplers", name, options)
+        sampler = registry.create("samplers", name, options)
         sampler.generate(model, warmup)
         start = time.perf_counter()
         responses = sampler.generate(model, timed)

@@ -45,19 +45,10 @@ import time
 VARIANTS = ("bare", "naive", "packed", "bare-packed")
 
 
-def _worker(args: argparse.Namespace) -> None:
-    """Run one variant in this (fresh) process and print one JSON line."""
-    import contextlib
-
-    import torch
-
-    from sami_toolkit.training.losses import sami_loss
+def _load_bench_model(args: argparse.Namespace):
+    """The model in training mode on ``args.device``: SmolLM2's weights, or its shape with random weights."""
     from sami_toolkit.models.loading import load_model
-    from sami_toolkit.training.scoring import ScoringOptions, score_token_ids
 
-    torch.manual_seed(0)
-    device = args.device
-    on_gpu = device.startswith("cuda")
     if args.random_init:
         from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -68,8 +59,24 @@ def _worker(args: argparse.Namespace) -> None:
         model = AutoModelForCausalLM.from_config(config).float()
     else:
         model = load_model(args.model, attn_implementation=args.attn)
-    model.to(device)
+    model.to(args.device)
     model.train()
+    return model
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """Run one variant in this (fresh) process and print one JSON line."""
+    import contextlib
+
+    import torch
+
+    from sami_toolkit.training.losses import sami_loss
+    from sami_toolkit.training.scoring import ScoringOptions, score_token_ids
+
+    torch.manual_seed(0)
+    device = args.device
+    on_gpu = device.startswith("cuda")
+    model = _load_bench_model(args)
     if on_gpu:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -1,4 +1,8 @@
-"""Shared test set-up: no network to model hubs, and the embedded SmolLM2 model for integration tests."""
+"""Shared test set-up: no network to model hubs, and the embedded SmolLM2 model for integration tests.
+
+There is no plugin state to reset between tests: each test that needs test plugins gets its own registry from the
+``sami_kit_registry`` fixture (sami_toolkit.testing) and passes it on.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugin_system():
-    """Every test starts from a freshly loaded plugin system (no leakage of test plugins)."""
-    from sami_toolkit.plugins.loading import reset_plugins
-
-    reset_plugins()
-    yield
-    reset_plugins()
 
 
 @pytest.fixture(scope="session")

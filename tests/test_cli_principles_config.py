@@ -193,3 +193,12 @@ def test_command_modules_import_only_click_and_stdlib():
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_detect_kind_recognises_eval_configs_without_kind():
+    """Only eval configs have candidate/baseline: such a file is validated as one without `kind: eval`."""
+    assert config_cmd.detect_kind({"candidate": {}, "judge": {}}, None, "f.yaml") == "eval"
+    assert config_cmd.detect_kind({"baseline": {}}, None, "f.yaml") == "eval"
+    assert config_cmd.detect_kind({"model": "x", "judge": {}}, None, "f.yaml") == "run"
+    assert config_cmd.detect_kind({"candidate": {}}, "run", "f.yaml") == "run"  # --kind wins
+    assert config_cmd.detect_kind({"kind": "run", "candidate": {}}, None, "f.yaml") == "run"

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from sami_toolkit import hookimpl
 from sami_toolkit.cli import main
-from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment
+from sami_toolkit.core.components import ComponentOptions, Judge
+from sami_toolkit.core.records import JudgeItem, Judgment
 from sami_toolkit.core.errors import BudgetExceeded, InfrastructureError
 
 
@@ -53,8 +54,10 @@ class ScriptedPlugin:
 
 
 @pytest.fixture
-def judges(sami_kit_fakes, sami_kit_register_plugin):
+def judges(sami_kit_fakes, sami_kit_register_plugin, sami_kit_registry):
+    """This test's registry: the fakes and the scripted judge on top of the installed plugins."""
     sami_kit_register_plugin(ScriptedPlugin(), "scripted-judge-plugin")
+    return sami_kit_registry
 
 
 def _responses(path: Path, texts: list[str], ids: list[str] | None = None) -> Path:
@@ -64,9 +67,9 @@ def _responses(path: Path, texts: list[str], ids: list[str] | None = None) -> Pa
     return path
 
 
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
+def _run(args: list[str], capsys, registry) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exc:
-        main(args)
+        main(args, registry=registry)
     out = capsys.readouterr()
     return int(exc.value.code or 0), out.out, out.err
 
@@ -86,7 +89,7 @@ def test_pass_writes_every_output(judges, files, capsys):
     tmp, good, bad = files
     code, out, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
                            "--json", "--junit", str(tmp / "gate.xml"), "--markdown", str(tmp / "sum.md"),
-                           "--html", str(tmp / "page.html"), "--judgments", str(tmp / "j.jsonl")], capsys)
+                           "--html", str(tmp / "page.html"), "--judgments", str(tmp / "j.jsonl")], capsys, judges)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["win_rate"] == 1.0 and summary["gate"]["decision"] == "pass"
@@ -108,7 +111,7 @@ def test_regression_exit_1_and_junit_failure(judges, files, capsys):
     tmp, good, bad = files
     code, _, err = _run([*BASE, "--candidate", str(bad), "--baseline", str(good), "--judge", "scripted",
                          "--junit", str(tmp / "gate.xml"), "--margin", "0.05", "--markdown", str(tmp / "s.md")],
-                        capsys)
+                        capsys, judges)
     assert code == 1, err
     case = ET.parse(tmp / "gate.xml").getroot().find("testsuite/testcase")
     failure = case.find("failure")
@@ -120,7 +123,7 @@ def test_inconclusive_exit_3_with_constant_judge(judges, files, capsys):
     tmp, good, bad = files
     # a judge that always says "A" makes the outcome the coin flip of the position: about 50%
     code, out, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "constant",
-                           "--json", "--junit", str(tmp / "gate.xml")], capsys)
+                           "--json", "--junit", str(tmp / "gate.xml")], capsys, judges)
     assert code == 3, err
     summary = json.loads(out)
     assert summary["gate"]["decision"] == "inconclusive"
@@ -132,16 +135,17 @@ def test_inconclusive_exit_3_with_constant_judge(judges, files, capsys):
 def test_failed_judgments_are_reported_not_counted(judges, files, capsys):
     tmp, good, bad = files
     code, out, _ = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "constant",
-                         "--judge-option", "verdict=failed", "--json"], capsys)
+                         "--judge-option", "verdict=failed", "--json", "--max-failure-rate", "1"], capsys, judges)
     summary = json.loads(out)
     assert summary["failures"] == 60 and summary["n"] == 0 and summary["win_rate"] is None
-    assert code == 3  # nothing to decide on: inconclusive, never a pass
+    assert code == 3  # failures tolerated (--max-failure-rate 1): nothing to decide on, inconclusive, never a pass
 
 
 def test_id_mismatch_exit_2_names_the_ids(judges, files, capsys):
     tmp, good, _ = files
     other = _responses(tmp / "other.jsonl", ["x"] * 60, ids=[f"q{i}" for i in range(59)] + ["zz"])
-    code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(other), "--judge", "scripted"], capsys)
+    code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(other), "--judge", "scripted"], capsys,
+                        judges)
     assert code == 2
     assert "q59" in err and "zz" in err and "Traceback" not in err
 
@@ -154,20 +158,20 @@ def test_id_mismatch_exit_2_names_the_ids(judges, files, capsys):
 ])
 def test_config_errors_exit_2(judges, files, capsys, args, message):
     tmp, good, bad = files
-    code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), *args], capsys)
+    code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), *args], capsys, judges)
     assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_infrastructure_and_budget_exit_4(judges, files, capsys):
     tmp, good, bad = files
     code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
-                         "--judge-option", "fail=true"], capsys)
+                         "--judge-option", "fail=true"], capsys, judges)
     assert code == 4 and "unreachable" in err
     code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
-                         "--judge-option", "cost=0.01", "--max-cost", "0.25"], capsys)
+                         "--judge-option", "cost=0.01", "--max-cost", "0.25"], capsys, judges)
     assert code == 4 and "budget" in err
     code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
-                         "--judge-option", "prefer=CRASH"], capsys)
+                         "--judge-option", "prefer=CRASH"], capsys, judges)
     assert code == 4 and "judge 'scripted' failed: RuntimeError: plugin bug" in err and "Traceback" not in err
 
 
@@ -176,13 +180,13 @@ def test_yaml_config_with_overrides_and_errors(judges, files, capsys):
     cfg = tmp / "eval.yaml"
     cfg.write_text(f"candidate: {{responses: {bad}}}\nbaseline: {{responses: {good}}}\n"
                    "constitution: '1. Be helpful.'\njudge: {name: scripted}\nmetric: win_rate\nbootstrap: 0\n")
-    code, _, _ = _run(["eval", "compare", "--config", str(cfg)], capsys)
+    code, _, _ = _run(["eval", "compare", "--config", str(cfg)], capsys, judges)
     assert code == 1
     # swap which response wins through an override: the candidate now wins
-    code, _, _ = _run(["eval", "compare", "--config", str(cfg), "-o", "judge.options.prefer=weak"], capsys)
+    code, _, _ = _run(["eval", "compare", "--config", str(cfg), "-o", "judge.options.prefer=weak"], capsys, judges)
     assert code == 0
     cfg.write_text(cfg.read_text() + "margn: 0.1\n")
-    code, _, err = _run(["eval", "compare", "--config", str(cfg)], capsys)
+    code, _, err = _run(["eval", "compare", "--config", str(cfg)], capsys, judges)
     assert code == 2 and "margn" in err and "eval.yaml:7" in err
 
 
@@ -190,7 +194,7 @@ def test_html_escapes_model_text(judges, files, capsys):
     tmp, _, bad = files
     evil = _responses(tmp / "evil.jsonl", [f"GOOD <script>alert({i})</script> & <b>bold</b>" for i in range(60)])
     code, _, _ = _run([*BASE, "--candidate", str(evil), "--baseline", str(bad), "--judge", "scripted",
-                       "--html", str(tmp / "p.html")], capsys)
+                       "--html", str(tmp / "p.html")], capsys, judges)
     assert code == 0
     page = (tmp / "p.html").read_text()
     assert "<script" not in page and "<b>bold" not in page
@@ -204,7 +208,7 @@ def test_family_warning(judges, files, capsys):
     tmp, good, bad = files
     code, out, _ = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
                          "--judge-option", "model=gpt-4o", "-o", "candidate.label=gpt-4o-mini-sami", "--json"],
-                        capsys)
+                        capsys, judges)
     warnings = json.loads(out)["judge_health"]["warnings"]
     assert any("'gpt' model family" in w for w in warnings)
 
@@ -216,7 +220,7 @@ def test_candidate_generated_with_a_sampler(judges, files, tiny_model_dir, capsy
     code, out, err = _run([*BASE, "--candidate", "some/model", "--sampler", "echo", "--sampler-option",
                            "prefix=GOOD ", "--baseline", str(bad), "--prompts", str(prompts), "--judge", "scripted",
                            "--length-tokenizer", str(tiny_model_dir), "--out-dir", str(tmp / "out"), "--json"],
-                          capsys)
+                          capsys, judges)
     assert code == 0, err
     summary = json.loads(out)
     assert summary["length_unit"].startswith("tokens")
@@ -228,7 +232,7 @@ def test_candidate_generated_with_a_sampler(judges, files, tiny_model_dir, capsy
 def test_both_orders_and_stats_roundtrip(judges, files, capsys):
     tmp, good, bad = files
     code, out, _ = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
-                         "--both-orders", "--judgments", str(tmp / "j.jsonl"), "--json"], capsys)
+                         "--both-orders", "--judgments", str(tmp / "j.jsonl"), "--json"], capsys, judges)
     assert code == 0
     summary = json.loads(out)
     assert summary["judge_health"]["position_consistency"] == 1.0
@@ -236,7 +240,7 @@ def test_both_orders_and_stats_roundtrip(judges, files, capsys):
     rows = [json.loads(line) for line in (tmp / "j.jsonl").read_text().splitlines()]
     assert all(len(r["verdicts"]) == 2 and len(r["raw"]) == 2 for r in rows)
     # the judgments file feeds `eval stats`, which recomputes the same numbers and the judge health
-    code, out, _ = _run(["eval", "stats", str(tmp / "j.jsonl"), "--json", "--bootstrap", "200"], capsys)
+    code, out, _ = _run(["eval", "stats", str(tmp / "j.jsonl"), "--json", "--bootstrap", "200"], capsys, judges)
     recomputed = json.loads(out)
     assert code == 0 and recomputed["win_rate"] == summary["win_rate"] and recomputed["n"] == 60
     assert recomputed["judge_health"]["position_consistency"] == 1.0
@@ -247,10 +251,10 @@ def test_prompts_from_a_query_source(judges, files, capsys):
     posts = tmp / "posts.jsonl"
     posts.write_text("".join(json.dumps({"id": f"q{i}", "text": f"Question {i}?"}) + "\n" for i in range(60)))
     code, out, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
-                           "--source", "jsonl", "--source-option", f"path={posts}", "--json"], capsys)
+                           "--source", "jsonl", "--source-option", f"path={posts}", "--json"], capsys, judges)
     assert code == 0, err
     assert json.loads(out)["n"] == 60
     code, _, err = _run([*BASE, "--candidate", str(good), "--baseline", str(bad), "--judge", "scripted",
                          "--source", "jsonl", "--source-option", f"path={posts}", "--source-option", "limit=10"],
-                        capsys)
+                        capsys, judges)
     assert code == 2 and "only in" in err  # the response files answer 60 prompts, the source gives 10

@@ -23,7 +23,7 @@ def test_training_progress_uses_the_log_width(monkeypatch: pytest.MonkeyPatch, t
     """The trainer's progress bar (its own Console before) no longer falls back to rich's 80 columns."""
     from types import SimpleNamespace
 
-    from sami_toolkit.training.step import StepProgress
+    from sami_toolkit.training.progress import StepProgress
 
     monkeypatch.delenv("COLUMNS", raising=False)
     request = SimpleNamespace(steps=3, progress=None)

@@ -111,6 +111,16 @@ def test_shuffle_reference_file_separator_and_seeded_reproducibility():
     assert shuffle_constitution(text, random.Random(7)) == shuffle_constitution(text, random.Random(7))
 
 
+def test_structured_shuffle_matches_the_text_shuffle(hh):
+    """The loop shuffles training prompts from the structured constitution (no re-parsing); with equally seeded
+    generators it draws the same order the text shuffle did, so pairs.jsonl is unchanged (spec §2.8)."""
+    for seed in range(30):
+        for c in sample_constitutions(hh, "iid", 3, random.Random(seed)):
+            shuffled = c.shuffled(random.Random(f"s{seed}"))
+            assert shuffled.render(hh) == shuffle_constitution(c.render(hh), random.Random(f"s{seed}"))
+            assert sorted(shuffled.items) == sorted(c.items)
+
+
 def test_parse_numbered_handles_continuations_and_unnumbered_text():
     assert parse_numbered("1) first\n   continued\n\n2. second") == ["first continued", "second"]
     assert parse_numbered("just one principle\nand another") == ["just one principle", "and another"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sami_toolkit.models import devices
-from sami_toolkit.plugins.registry import get_component
-from sami_toolkit.training.step import TrainSettings, resolve_precision
+from sami_toolkit import get_component
+from sami_toolkit.training.precision import resolve_precision
+from sami_toolkit.training.settings import TrainSettings
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.core.components import JudgeItem
+from sami_toolkit.core.records import JudgeItem
 from sami_toolkit.judging.cache import JudgmentCache, judgment_key, open_cache
 
 ITEM = JudgeItem(id="q1#A", query="POST: my cat", constitution="1. Be concise.", response_a="short",

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sami_toolkit.core.components import JudgeItem
+from sami_toolkit.core.records import JudgeItem
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.judging.pairwise import ComparisonPair, count_outcomes, judge_pairs
-from sami_toolkit.plugins.registry import get_component
+from sami_toolkit import get_component
 
 PROB = re.compile(r"P\(A\)=([0-9.e-]+) P\(B\)=([0-9.e-]+)")
 

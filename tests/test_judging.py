@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 import pytest
 
-from sami_toolkit.core.components import Judge, JudgeItem, Judgment
+from sami_toolkit.core.components import Judge
+from sami_toolkit.core.records import JudgeItem, Judgment
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.judging.pairwise import (
     ComparisonPair,

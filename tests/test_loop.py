@@ -48,10 +48,11 @@ class SpyPlugin:
 
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str]:
-    """Run the real console entry point in-process; returns (exit code, stderr)."""
+def run_cli(args: list[str], capsys, registry=None) -> tuple[int, str]:
+    """Run the real console entry point in-process (with ``registry``'s plugins when given); returns (exit code,
+    stderr)."""
     with pytest.raises(SystemExit) as exc:
-        main(args)
+        main(args, registry=registry)
     return int(exc.value.code or 0), capsys.readouterr().err
 
 
@@ -60,7 +61,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_plugin, capsys):
+def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_registry, sami_kit_register_plugin, capsys):
     sami_kit_register_plugin(SpyPlugin(), "spy")
     CALLS["train"].clear()
     CALLS["sample"].clear()
@@ -69,7 +70,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_p
     data["trainer"] = {"name": "spy-torch"}
     data["sampler"]["name"] = "spy-hf"
     config.write_text(yaml.safe_dump(data))
-    code, err = run_cli(["run", str(config)], capsys)
+    code, err = run_cli(["run", str(config)], capsys, sami_kit_registry)
     assert code == 0, err
     run = tmp_path / "run"
 
@@ -134,9 +135,9 @@ def test_two_iterations_end_to_end(tmp_path, tiny_model_dir, sami_kit_register_p
     assert hash_path(run / "iterations" / "1" / "checkpoint") != hash_path(run / "iterations" / "2" / "checkpoint")
 
     # a second `run` into the same directory is refused; resume of a finished run is a no-op
-    code, err = run_cli(["run", str(config)], capsys)
+    code, err = run_cli(["run", str(config)], capsys, sami_kit_registry)
     assert code == 2 and "--resume" in err
-    code, err = run_cli(["run", "--resume", str(run)], capsys)
+    code, err = run_cli(["run", "--resume", str(run)], capsys, sami_kit_registry)
     assert code == 0, err
 
 
@@ -217,29 +218,70 @@ def test_resume_with_changed_data_exit_2(tmp_path, tiny_model_dir, capsys):
 def test_missing_deepspeed_plugin_falls_back_to_torch(monkeypatch):
     from rich.console import Console
 
-    from sami_toolkit.run.loop import build_trainer
-    from sami_toolkit.plugins.loading import reset_plugins
+    from sami_toolkit.plugins.registry import load_plugins
     from sami_toolkit.run.config import load_run_config
+    from sami_toolkit.run.plan import build_trainer
 
     monkeypatch.setenv("SAMI_KIT_LOAD_PLUGINS", "")  # no entry-point plugins: deepspeed is "not installed"
-    reset_plugins()
+    registry = load_plugins()
     console = Console(record=True, width=200)
-    trainer = build_trainer(load_run_config(preset="demo"), console)
+    trainer = build_trainer(load_run_config(preset="demo"), console, registry=registry)
     assert trainer.name == "torch"
     assert "trainer 'deepspeed' is not installed" in console.export_text()
     with pytest.raises(Exception, match="unknown trainer 'nope'"):
-        build_trainer(load_run_config(preset="demo", overrides=["trainer.name=nope"]), console)
+        build_trainer(load_run_config(preset="demo", overrides=["trainer.name=nope"]), console, registry=registry)
 
 
 @pytest.mark.slow
-def test_win_rate_with_a_judge_through_the_registry(tmp_path, tiny_model_dir, sami_kit_fakes, capsys):
+def test_win_rate_with_a_judge_through_the_registry(tmp_path, tiny_model_dir, sami_kit_registry, sami_kit_fakes,
+                                                    capsys):
     """The loop passes the configured judge to evaluators; the fake `echo` sampler keeps this fast."""
     config = tiny_config(tmp_path, tiny_model_dir, iterations=1,
                          sampler={"name": "echo", "options": {"max_chars": 30}},
                          evaluators=[{"name": "win-rate"}], judge={"name": "constant", "options": {"verdict": "A"}})
-    code, err = run_cli(["run", str(config)], capsys)
+    code, err = run_cli(["run", str(config)], capsys, sami_kit_registry)
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "iterations" / "1" / "metrics.json").read_text())
     assert 0.0 <= metrics["win_rate_vs_base"] <= 1.0
     assert metrics["pairs_kept"] + metrics["pairs_dropped"] == 5
     assert "win vs base" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_report_examples_show_the_samples_the_loop_wrote(tmp_path, sami_kit_registry, sami_kit_fakes):
+    """The report's fallback examples read samples.jsonl through SampleRow: each block shows the raw responses the
+    sample stage wrote (HTML-escaped) and the query text from pairs.jsonl, not empty ``<pre></pre>`` blocks."""
+    import html
+    import io
+
+    from rich.console import Console
+
+    from sami_toolkit.core.run_dir import RunDir
+    from sami_toolkit.report.run_page import build_report
+    from sami_toolkit.run.config import load_run_config
+    from sami_toolkit.run.loop import SamiLoop
+    from sami_toolkit.run.plan import plan_run
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # the echo sampler never loads it
+    config = load_run_config(tiny_config(tmp_path, model, evaluators=[], sampler={
+        "name": "echo", "options": {"prefix": "<b>Tom & Jerry</b> ", "max_chars": 20}}))
+    plan = plan_run(config, registry=sami_kit_registry)
+    run = RunDir(config.resolved_run_dir())
+    run.create(config=config.model_dump(mode="json"), config_hash=config.content_hash(), seed=config.seed,
+               principles=plan.pset.model_dump(mode="json"))
+    loop = SamiLoop(config, run, plan, Console(file=io.StringIO()), registry=sami_kit_registry)
+    loop.sample(1)
+    loop.make_pairs(1)
+
+    page = build_report(run.root)
+    examples = page[page.index("iteration 1 query"):]
+    first = run.read_samples(1)[0]
+    responses = [r for r in run.read_samples(1) if r.query_id == first.query_id]
+    assert len(responses) == 2
+    for row in responses:
+        assert f"<pre>{html.escape(row.raw)}</pre>" in examples and html.escape(row.label) in examples
+    assert "<b>Tom & Jerry</b>" not in page  # model text is escaped
+    query = next(q for q in plan.halves[0] if q.id == first.query_id)
+    assert f"<pre>{html.escape(query.text)}</pre>" in examples
+    assert "<pre></pre>" not in examples

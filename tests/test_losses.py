@@ -184,9 +184,9 @@ def test_kl_shape_errors() -> None:
 
 def test_loss_components_are_registered() -> None:
     from sami_toolkit.core.errors import ConfigError
-    from sami_toolkit.plugins.registry import get_registry
+    from sami_toolkit.plugins.registry import load_plugins
 
-    registry = get_registry()
+    registry = load_plugins()
     s = torch.tensor([[-1.0, -3.0], [-2.5, -0.5]])
     for name, variant in (("sami", "both"), ("two-sided", "both"), ("sami-responses", "responses"),
                           ("sami-constitutions", "constitutions")):

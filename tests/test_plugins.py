@@ -3,6 +3,7 @@ the entry-point path a third-party package uses, and the pytest fakes."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -123,26 +124,23 @@ def test_misspelled_hook_is_an_error(tmp_path):
     assert strict.returncode == 2 and "register_judgez" in strict.stderr
 
 
-def test_duplicate_component_names_name_both_plugins(sami_kit_register_plugin):
-    from sami_toolkit.plugins.registry import get_registry
+def test_duplicate_component_names_name_both_plugins(sami_kit_register_plugin, sami_kit_registry):
     from sami_toolkit.testing import FakesPlugin
 
     sami_kit_register_plugin(FakesPlugin(), "first-fakes")
     sami_kit_register_plugin(FakesPlugin(), "second-fakes")
     with pytest.raises(PluginError) as excinfo:
-        get_registry()
+        sami_kit_registry.load()
     message = str(excinfo.value)
     assert message.startswith("duplicate ") and "first-fakes" in message and "second-fakes" in message
 
 
-def test_unknown_name_suggests_close_matches(sami_kit_fakes):
-    from sami_toolkit.plugins.registry import get_registry
-
+def test_unknown_name_suggests_close_matches(sami_kit_fakes, sami_kit_registry):
     with pytest.raises(UnknownComponentError) as excinfo:
-        get_registry().get("judges", "constnat")
+        sami_kit_registry.get("judges", "constnat")
     assert "Did you mean 'constant'" in str(excinfo.value)
     assert "Installed judges:" in str(excinfo.value)
-    result = CliRunner().invoke(cli, ["judges", "show", "constnat"])
+    result = CliRunner().invoke(cli, ["judges", "show", "constnat"], obj=sami_kit_registry)
     assert result.exit_code == 2
 
 
@@ -184,47 +182,151 @@ def test_external_package_installed_through_entry_points_is_listed_and_selectabl
     assert bad.returncode == 2 and "Did you mean 'length'" in bad.stderr
 
 
-def test_component_show_prints_options_schema(sami_kit_fakes):
-    result = CliRunner().invoke(cli, ["judges", "show", "constant"])
+def test_component_show_prints_options_schema(sami_kit_fakes, sami_kit_cli):
+    result = sami_kit_cli(["judges", "show", "constant"])
     assert result.exit_code == 0, result.output
     assert "verdict" in result.output and "The verdict returned for every item." in result.output
-    as_json = json.loads(CliRunner().invoke(cli, ["judges", "show", "constant", "--json"]).output)
+    as_json = json.loads(sami_kit_cli(["judges", "show", "constant", "--json"]).output)
     assert as_json["options"]["additionalProperties"] is False
 
 
-def test_component_options_are_validated_with_field_paths(sami_kit_fakes):
+def test_component_options_are_validated_with_field_paths(sami_kit_fakes, sami_kit_registry):
     from sami_toolkit import ConfigError, get_component
 
     with pytest.raises(ConfigError) as excinfo:
-        get_component("judges", "constant", {"verdikt": "A"})
+        get_component("judges", "constant", {"verdikt": "A"}, registry=sami_kit_registry)
     assert "verdikt" in str(excinfo.value) and "unknown key" in str(excinfo.value)
     with pytest.raises(ConfigError) as excinfo:
-        get_component("judges", "constant", {"verdict": "C"})
+        sami_kit_registry.create("judges", "constant", {"verdict": "C"})
     assert "judges.constant.options.verdict" in str(excinfo.value)
 
 
 def test_every_hook_is_documented_and_exercised():
-    """datasette-style meta-test: each hookspec has a docstring, a section in docs/plugins.md, and an implementation
-    in a built-in plugin or in this test module."""
+    """datasette-style meta-test: each hookspec has a docstring, a section in docs/plugins.md showing its exact
+    signature (``register_judges(register)``), and an implementation in a built-in plugin or in this test module."""
     docs = (REPO / "docs" / "plugins.md").read_text()
     this_file = Path(__file__).read_text()
     builtin_sources = "".join(p.read_text() for p in (REPO / "sami_toolkit" / "builtin").glob("*.py"))
     for hook in hookspecs.ALL_HOOKS:
         spec = getattr(hookspecs, hook)
         assert (spec.__doc__ or "").strip(), f"{hook} has no docstring"
-        assert f"`{hook}" in docs, f"{hook} is not documented in docs/plugins.md"
+        signature = f"{hook}({', '.join(inspect.signature(spec).parameters)})"
+        assert f"### `{signature}`" in docs, f"docs/plugins.md has no '### `{signature}`' section"
         assert f"def {hook}(" in builtin_sources or f"def {hook}(" in this_file, f"{hook} is never implemented"
 
 
-def test_pytest_fakes_behave_as_documented(sami_kit_fakes):
-    from sami_toolkit import JudgeItem, get_component
+def test_docs_hook_reference_lists_only_real_hooks():
+    """The reverse direction: a hook documented in the reference must exist, with that signature."""
+    import re
 
-    sampler = get_component("samplers", "echo", {"max_chars": 5})
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    documented = re.findall(r"^### `(register_\w+)\(([^)]*)\)`", docs, flags=re.M)
+    assert {name for name, _ in documented} == set(hookspecs.ALL_HOOKS)
+    for name, params in documented:
+        assert params == ", ".join(inspect.signature(getattr(hookspecs, name)).parameters), name
+
+
+def test_docs_list_the_modules_a_plugin_may_import():
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    section = docs.split("## What a plugin may import", 1)[1].split("\n## ", 1)[0]
+    for module in ("sami_toolkit", "sami_toolkit.core.components", "sami_toolkit.core.errors",
+                   "sami_toolkit.core.records", "sami_toolkit.core.io", "sami_toolkit.models.loading",
+                   "sami_toolkit.text.postprocess", "sami_toolkit.text.principle_writing", "sami_toolkit.training",
+                   "sami_toolkit.training.scoring", "sami_toolkit.judging", "sami_toolkit.judging.cache",
+                   "sami_toolkit.evaluation.mi", "sami_toolkit.testing", "sami_toolkit.testing.server"):
+        assert f"| `{module}` |" in section, module
+
+
+def test_pytest_fakes_behave_as_documented(sami_kit_fakes, sami_kit_registry):
+    from sami_toolkit import JudgeItem
+
+    sampler = sami_kit_registry.create("samplers", "echo", {"max_chars": 5})
     assert sampler.generate("any-model", ["hello world"]) == ["world"]
-    judge = get_component("judges", "constant", {"verdict": "B"})
+    judge = sami_kit_registry.create("judges", "constant", {"verdict": "B"})
     [judgment] = judge.judge([JudgeItem(id="x", query="q", constitution="c", response_a="a", response_b="b")])
     assert (judgment.id, judgment.verdict) == ("x", "B")
-    writer = get_component("principle-writers", "fixed", {})
+    writer = sami_kit_registry.create("principle-writers", "fixed", {})
     result = writer.write("summarise posts", ["concise", "funny"])
     assert [p.name for p in result.principle_set.principles] == ["concise", "funny"]
     assert result.principle_set.principles[1].antithesis == "Responses should not be funny."
+
+
+# ------------------------------------------------------------------------------ no module-level plugin state
+def test_plugin_systems_are_independent_objects():
+    """Two systems in one process never see each other's plugins (what replaced the process-wide singleton)."""
+    from sami_toolkit import PluginSystem, Registry
+    from sami_toolkit.testing import FakesPlugin
+
+    with_fakes = Registry(PluginSystem(extra_plugins=[("fakes", FakesPlugin())]))
+    plain = Registry(PluginSystem())
+    assert "constant" in with_fakes.names("judges")
+    assert "constant" not in plain.names("judges")
+    assert with_fakes.system is not plain.system
+    assert any(r.name == "fakes" for r in with_fakes.system.records)
+    assert not any(r.name == "fakes" for r in plain.system.records)
+
+
+def test_registry_is_built_lazily_and_rebuilt_when_plugins_change():
+    from sami_toolkit import load_plugins
+    from sami_toolkit.testing import FakesPlugin
+
+    code = ("import sys\nfrom sami_toolkit import load_plugins\nregistry = load_plugins()\n"
+            "before = 'sami_toolkit.builtin.hf_sampler' in sys.modules\nregistry.names('samplers')\n"
+            "print(before, 'sami_toolkit.builtin.hf_sampler' in sys.modules)")
+    lazy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert lazy.stdout.split() == ["False", "True"], lazy.stderr  # component modules load on first use only
+
+    registry = load_plugins()
+    assert "echo" not in registry.names("samplers")
+    registry.system.register_plugin(FakesPlugin(), "late-fakes")
+    assert "echo" in registry.names("samplers")
+    registry.system.unregister_plugin("late-fakes")
+    assert "echo" not in registry.names("samplers")
+    assert not any(r.name == "late-fakes" for r in registry.system.records)
+
+
+def test_a_plugin_registered_in_code_with_a_misspelled_hook_raises():
+    from sami_toolkit import PluginSystem, hookimpl
+
+    class Typo:
+        @hookimpl
+        def register_judgez(self, register):
+            pass
+
+    system = PluginSystem()
+    with pytest.raises(PluginError, match="register_judgez"):
+        system.register_plugin(Typo(), "typo")
+    assert system.pm.get_plugin("typo") is None
+
+
+def test_the_cli_uses_the_registry_it_is_given_and_forgets_it_afterwards(sami_kit_fakes, sami_kit_registry):
+    from sami_toolkit.cli import main
+
+    given = CliRunner().invoke(cli, ["judges", "list", "--json"], obj=sami_kit_registry)
+    assert "constant" in {row["name"] for row in json.loads(given.stdout)}
+    fresh = CliRunner().invoke(cli, ["judges", "list", "--json"])
+    assert "constant" not in {row["name"] for row in json.loads(fresh.stdout)}
+    with pytest.raises(SystemExit) as exc:
+        main(["judges", "show", "constant", "--json"], registry=sami_kit_registry)
+    assert exc.value.code in (0, None)
+
+
+def test_plugin_commands_do_not_stick_to_the_cli_across_invocations(sami_kit_register_plugin, sami_kit_registry):
+    from sami_toolkit import hookimpl
+
+    class Commands:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command("only-here")
+            def only_here():
+                """A command from a plugin registered in code."""
+                click.echo("here")
+
+    import click
+
+    sami_kit_register_plugin(Commands(), "commands")
+    assert CliRunner().invoke(cli, ["only-here"], obj=sami_kit_registry).stdout == "here\n"
+    assert "only-here" in CliRunner().invoke(cli, ["--help"], obj=sami_kit_registry).stdout
+    again = CliRunner().invoke(cli, ["only-here"])
+    assert again.exit_code == 2 and "No such command" in again.stderr
+    assert "only-here" not in cli.commands

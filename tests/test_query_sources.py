@@ -8,7 +8,7 @@ import pytest
 
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.text.query_sources import first_human_turn
-from sami_toolkit.plugins.registry import get_component
+from sami_toolkit import get_component
 
 
 def _write_jsonl(path, rows):

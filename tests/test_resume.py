@@ -104,3 +104,102 @@ def test_sigkill_at_every_stage_then_resume(tmp_path, tiny_model_dir):
         assert hash_path(run / "iterations" / str(t) / "checkpoint") == \
                hash_path(ref_run / "iterations" / str(t) / "checkpoint")
     assert not list((run / "iterations" / "2").glob(".checkpoint*"))  # no partial checkpoint left behind
+
+
+# ------------------------------------------------------------------------------------- refusals and Ctrl-C
+def _invoke(args: list[str], registry=None):
+    from click.testing import CliRunner
+
+    from sami_toolkit.cli import cli
+
+    result = CliRunner().invoke(cli, args, obj=registry)
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def started_run(tmp_path):
+    """A run directory as `sami-kit run` leaves it right after starting (no model is ever loaded)."""
+    from sami_toolkit.core.run_dir import RunDir
+    from sami_toolkit.run.config import load_run_config
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    config = load_run_config(tiny_config(tmp_path, model))
+    run = RunDir(config.resolved_run_dir())
+    run.create(config=config.model_dump(mode="json"), config_hash=config.content_hash(), seed=config.seed,
+               principles={})
+    return run.root
+
+
+def test_config_changes_are_dotted_keys_old_to_new():
+    from sami_toolkit.core.run_dir import config_changes
+
+    old = {"train": {"lr": 0.001, "lora": None}, "evaluators": [{"name": "mi", "options": {}}],
+           "filter": {"drop_substrings": ["a", "b"]}, "seed": 42, "judge": None}
+    new = {"train": {"lr": 0.5, "lora": None}, "evaluators": [{"name": "mi", "options": {"batch_size": 4}}],
+           "filter": {"drop_substrings": ["a"]}, "seed": 42, "iterations": 2, "judge": {"name": "hf"}}
+    assert config_changes(old, new) == [
+        'evaluators.0.options.batch_size: (absent) -> 4', 'filter.drop_substrings: ["a", "b"] -> ["a"]',
+        "iterations: (absent) -> 2", 'judge: null -> {"name": "hf"}', "train.lr: 0.001 -> 0.5"]
+    assert config_changes(old, {**old, "evaluators": []}) == ['evaluators: [{"name": "mi", "options": {}}] -> []']
+    assert config_changes(old, old) == []
+
+
+def test_refused_resume_lists_the_keys_that_differ(started_run):
+    result = _invoke(["run", "--resume", str(started_run), "-o", "train.lr=0.5", "-o", "seed=7"])
+    assert result.exit_code == 2
+    assert "the run was started with a different configuration" in result.stderr
+    assert "what differs (recorded -> now):\n  seed: 42 -> 7\n  train.lr: 0.001 -> 0.5\n" in result.stderr
+    assert "hint: drop the -o overrides" in result.stderr
+
+
+def test_refused_resume_lists_at_most_twenty_keys(started_run):
+    from sami_toolkit.core.run_dir import RunDir
+
+    payload = {f"k{i:02d}": i for i in range(25)}
+    changes = RunDir(started_run).config_changes(payload)
+    assert len(changes) == 21 and changes[-1].startswith("... and ")
+
+
+def test_ctrl_c_prints_the_exact_resume_command(tmp_path, started_run, monkeypatch, sami_kit_registry,
+                                                sami_kit_fakes):
+    import shlex
+
+    from sami_toolkit.core.run_dir import RunDir
+    from sami_toolkit.run import loop
+
+    RunDir(started_run).manifest_path.unlink()  # start afresh: `run` creates the directory itself
+    config = tmp_path / "run.yaml"
+    args = ["run", str(config), "-o", "evaluators=[]", "-o", "sampler={name: echo}"]
+
+    def interrupt(self, t):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.SamiLoop, "sample", interrupt)
+    result = _invoke(args, sami_kit_registry)
+    assert result.exit_code == 130, result.output
+    command = f"sami-kit run --resume {shlex.quote(str(started_run))}"
+    assert f"Continue the run with:\n  {command}\n" in result.stderr
+    # the printed command is accepted as it stands: same config, the run continues
+    monkeypatch.setattr(loop.SamiLoop, "run_all", lambda self: None)
+    resumed = _invoke(shlex.split(command)[1:], sami_kit_registry)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming run in {started_run}" in resumed.stderr
+
+
+def test_ctrl_c_before_the_run_started(tmp_path, started_run, monkeypatch):
+    from sami_toolkit.core.run_dir import RunDir
+    from sami_toolkit.run import loop
+
+    RunDir(started_run).manifest_path.unlink()
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "plan_run", interrupt)
+    result = _invoke(["run", str(tmp_path / "run.yaml")])
+    assert result.exit_code == 130
+    assert "Interrupted before the run started; nothing was written" in result.stderr
+    assert "--resume" not in result.stderr

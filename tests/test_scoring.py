@@ -333,13 +333,13 @@ def test_light_modules_do_not_import_torch() -> None:
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_selective_log_probs_match_log_softmax_with_gradients(dtype: torch.dtype) -> None:
     """The fused gather − logsumexp gives log_softmax(x)[t] and its gradient (onehot − softmax) · g."""
-    from sami_toolkit.training.scoring import _selective_log_probs
+    from sami_toolkit.training.scoring.log_softmax import selective_log_probs
 
     gen = torch.Generator().manual_seed(0)
     logits = (torch.randn(7, 50, generator=gen, dtype=torch.float64) * 4).to(dtype).requires_grad_()
     targets = torch.tensor([0, 3, 49, 3, 7, 7, 20])
     weights = torch.randn(7, generator=gen, dtype=torch.float64)
-    ours = _selective_log_probs(logits, targets)
+    ours = selective_log_probs(logits, targets)
     (ours.double() * weights).sum().backward()
     assert ours.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     reference_logits = logits.detach().double().requires_grad_()
@@ -350,4 +350,4 @@ def test_selective_log_probs_match_log_softmax_with_gradients(dtype: torch.dtype
     torch.testing.assert_close(ours.double(), reference.detach(), atol=tolerance * 10, rtol=0)
     torch.testing.assert_close(logits.grad.double(), reference_logits.grad, atol=tolerance, rtol=tolerance)
     if dtype == torch.float64:
-        assert torch.autograd.gradcheck(lambda x: _selective_log_probs(x, targets), (logits.detach().requires_grad_(),))
+        assert torch.autograd.gradcheck(lambda x: selective_log_probs(x, targets), (logits.detach().requires_grad_(),))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sami_toolkit.core.errors import ConfigError
-from sami_toolkit.training.step import TrainRequest, TrainResult, TrainSettings
+from sami_toolkit.training.request import TrainRequest, TrainResult
+from sami_toolkit.training.settings import TrainSettings
 
 from test_training import write_pairs  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
 
@@ -23,9 +24,16 @@ def _weights(directory: Path) -> dict:
 
 
 def _trainer(**options):
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
 
     return get_component("trainers", "torch", options)
+
+
+def _loss(settings: TrainSettings):
+    """The request's loss, resolved from the settings the way the loop does it."""
+    from sami_toolkit import get_component
+
+    return get_component("losses", settings.loss, settings.loss_options, where="train.loss_options")
 
 
 def _request(tiny_model_dir: Path, tmp_path: Path, name: str = "out", steps: int = 2, batch_size: int = 2,
@@ -35,8 +43,10 @@ def _request(tiny_model_dir: Path, tmp_path: Path, name: str = "out", steps: int
         write_pairs(pairs, 6)
     base = dict(lr=1e-3, precision="fp32")
     base.update(settings)
+    train_settings = TrainSettings(**base)
     return TrainRequest(base_model=str(tiny_model_dir), pairs_path=pairs, output_dir=tmp_path / name, steps=steps,
-                        batch_size=batch_size, seed=seed, settings=TrainSettings(**base), progress=progress)
+                        batch_size=batch_size, seed=seed, settings=train_settings, loss=_loss(train_settings),
+                        progress=progress)
 
 
 def test_torch_trainer_is_registered_and_validates_options():
@@ -85,7 +95,7 @@ def test_bf16_mixed_keeps_fp32_master_weights(tiny_model_dir, tmp_path):
     """bf16-mixed updates far below bf16's resolution survive in the fp32 checkpoint (spec §10.7)."""
     import torch
 
-    from sami_toolkit.training.step import load_policy
+    from sami_toolkit.training.policy import load_policy
 
     request = _request(tiny_model_dir, tmp_path, steps=1, lr=1e-6, precision="bf16-mixed")
     model, _ = load_policy(request, "cpu")

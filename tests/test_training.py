@@ -1,4 +1,4 @@
-"""The core SAMI training step (sami_toolkit.training.step): pairs, data order, accumulation, KL, optimizers,
+"""The core SAMI training step (sami_toolkit.training): pairs, data order, accumulation, KL, optimizers,
 schedules, clipping, precision and checkpoints — on a tiny random model, fp32 unless the test is about precision."""
 
 from __future__ import annotations
@@ -12,17 +12,11 @@ import pytest
 
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.models.loading import enable_activation_checkpointing
-from sami_toolkit.training.step import (
-    TrainSettings,
-    apply_update,
-    build_optimizer,
-    build_scheduler,
-    load_pairs,
-    lr_multiplier,
-    sami_step,
-    save_checkpoint,
-    training_batches,
-)
+from sami_toolkit.training.checkpoint import save_checkpoint
+from sami_toolkit.training.optim import apply_update, build_optimizer, build_scheduler, lr_multiplier
+from sami_toolkit.training.pairs import load_pairs, training_batches
+from sami_toolkit.training.settings import TrainSettings
+from sami_toolkit.training.step import sami_step
 
 WORDS = ["cat", "mat", "landlord", "job", "friend", "dog", "question", "post"]
 
@@ -138,7 +132,7 @@ def test_training_batches_fewer_than_one_batch_is_an_error():
 
 def test_training_batches_cycle_with_a_warning(caplog):
     pairs = [make_record(i) for i in range(5)]
-    with caplog.at_level(logging.WARNING, logger="sami_toolkit.training.step"):
+    with caplog.at_level(logging.WARNING, logger="sami_toolkit.training.pairs"):
         batches = training_batches(pairs, steps=3, batch_size=4, seed=1)
     assert "cycling" in caplog.text and "5 pairs" in caplog.text
     ids = [r["query_id"] for b in batches for r in b]

@@ -1,7 +1,7 @@
-"""Built-in plugin: the evaluators ``mi`` (spec §1.6) and ``win-rate`` (spec §8).
+"""Built-in plugin: the evaluators ``mi``, ``mi-heldout`` (spec §1.6) and ``win-rate`` (spec §8).
 
-An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.evaluation.evaluators` and are imported inside
-the hook, so loading plugins stays cheap.
+An ordinary hookimpl module: the component classes live in :mod:`sami_toolkit.evaluation.mi` and
+:mod:`sami_toolkit.evaluation.win_rate` and are imported inside the hook, so loading plugins stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_evaluators(register: Any) -> None:
-    from sami_toolkit.evaluation.evaluators import HeldOutMIEvaluator, MIEvaluator, WinRateEvaluator
+    from sami_toolkit.evaluation.mi import HeldOutMIEvaluator, MIEvaluator
+    from sami_toolkit.evaluation.win_rate import WinRateEvaluator
 
     register(MIEvaluator)
     register(HeldOutMIEvaluator, aliases=("mi_heldout",))

@@ -17,7 +17,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
-from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment
+from sami_toolkit.core.components import ComponentOptions, Judge
+from sami_toolkit.core.records import JudgeItem, Judgment
 from sami_toolkit.core.errors import ConfigError
 
 ANSWER_PREFIX = "Final Response:"

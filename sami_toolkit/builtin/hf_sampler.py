@@ -3,8 +3,10 @@
 The paper sampled greedily (temperature 0) with vLLM, ``max_new_tokens=350``.  This sampler reproduces that on
 any machine transformers runs on: prompts are grouped in batches, left-padded (a causal LM continues from the
 right edge, so padding must sit on the left for every row to continue its own prompt), and only the
-continuation is decoded.  Stop strings are passed to ``generate`` where supported (saves tokens) *and* applied to
-the decoded text, so the result never depends on whether the backend stopped early.
+continuation is decoded.  Every prompt starts with exactly one BOS: the tokenizer adds it, so a prompt whose
+text already starts with it (a chat template's ``<s>[INST]``) loses that text first (spec §7.4).  Stop strings
+are passed to ``generate`` where supported (saves tokens) *and* applied to the decoded text, so the result never
+depends on whether the backend stopped early.
 
 The loaded model is cached between calls with the same model reference (a run samples many chunks from one
 model) and released by :meth:`close` before training needs the memory.
@@ -95,6 +97,8 @@ class HFSampler(Sampler):
     def generate(self, model: str, prompts: Sequence[str], *, progress: Any = None) -> list[str]:
         import torch
 
+        from sami_toolkit.models.loading import strip_leading_bos
+
         if not prompts:
             return []
         lm, tokenizer = self.load(model)
@@ -113,7 +117,8 @@ class HFSampler(Sampler):
         if o.stop:
             gen_kwargs.update(stop_strings=list(o.stop), tokenizer=tokenizer)
         for start in range(0, len(prompts), o.batch_size):
-            chunk = list(prompts[start:start + o.batch_size])
+            # a prompt that already starts with the BOS text (a chat template's rendering) gets no second BOS
+            chunk = [strip_leading_bos(tokenizer, p) for p in prompts[start:start + o.batch_size]]
             enc = tokenizer(chunk, return_tensors="pt", padding=True)
             enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with torch.inference_mode():

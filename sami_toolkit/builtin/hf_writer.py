@@ -2,17 +2,19 @@
 
 Greedy decoding, so the same model writes the same principles every time (the paper's weak writer was
 mistral-7b-instruct, spec §5.1). Instruction-tuned models with a chat template work best; the prompt is sent as one
-user turn through that template, or as plain text when the tokenizer has none.
+user turn through that template, or as plain text when the tokenizer has none. An unusable answer (a missing,
+empty or repeated definition or antithesis) is asked for again up to ``attempts`` times with the problem named
+(:class:`~sami_toolkit.text.principle_writing.PromptedWriter`); the model is loaded once for all attempts.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from sami_toolkit.core.components import ComponentOptions
-from sami_toolkit.text.principle_writing import PromptedWriter
+from sami_toolkit.text.principle_writing import PromptedWriter, attempts_option
 
 
 class HFWriter(PromptedWriter):
@@ -28,16 +30,27 @@ class HFWriter(PromptedWriter):
         device: str = Field("cpu", description="torch device, e.g. cpu or cuda.")
         chat_template: bool = Field(True, description="Use the tokenizer's chat template when it has one.")
         trust_remote_code: bool = Field(False, description="Allow model repositories to run their own code.")
+        attempts: int = attempts_option()
+
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self._loaded: tuple[Any, Any] | None = None  # (tokenizer, model), loaded on first use
+
+    def _model(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            from sami_toolkit.models.loading import load_model, load_tokenizer
+
+            tok = load_tokenizer(self.options.model, trust_remote_code=self.options.trust_remote_code)
+            model = load_model(self.options.model, dtype=self.options.dtype, device=self.options.device,
+                               trust_remote_code=self.options.trust_remote_code)
+            model.eval()
+            self._loaded = (tok, model)
+        return self._loaded
 
     def complete(self, prompt: str) -> str:
         import torch
 
-        from sami_toolkit.models.loading import load_model, load_tokenizer
-
-        tok = load_tokenizer(self.options.model, trust_remote_code=self.options.trust_remote_code)
-        model = load_model(self.options.model, dtype=self.options.dtype, device=self.options.device,
-                           trust_remote_code=self.options.trust_remote_code)
-        model.eval()
+        tok, model = self._model()
         if self.options.chat_template and getattr(tok, "chat_template", None):
             text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                            add_generation_prompt=True)

@@ -2,7 +2,8 @@
 
 It is the reference engine (the DeepSpeed plugin must match its first update, and the tests check the maths
 against it) and the right choice for small models, LoRA and CPU runs. The SAMI maths lives in
-:mod:`sami_toolkit.training.step`; this module only owns the loop: load the base weights, step, clip, schedule, save.
+:mod:`sami_toolkit.training`; this module only owns the loop: load the base weights, step, clip, schedule, save.
+The loss comes resolved in the request (``request.loss``), so the trainer never looks it up itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from sami_toolkit.core.components import ComponentOptions, Trainer
-from sami_toolkit.training.step import TrainRequest, TrainResult
+from sami_toolkit.training.request import TrainRequest, TrainResult
 
 
 class TorchTrainer(Trainer):
@@ -32,7 +33,7 @@ class TorchTrainer(Trainer):
         """Run ``request.steps`` SAMI steps from the base weights (spec §2.1) and save a safetensors checkpoint."""
         import torch
 
-        from sami_toolkit.training import step as T
+        import sami_toolkit.training as T
 
         settings = request.settings
         if self.options.num_threads:
@@ -43,7 +44,6 @@ class TorchTrainer(Trainer):
         pairs = T.load_pairs(request.pairs_path)
         batches = T.training_batches(pairs, steps=request.steps, batch_size=request.batch_size, seed=request.seed,
                                      source=str(request.pairs_path))
-        loss_fn = T.build_loss_fn(settings)
         device = T.resolve_device(settings.device)
 
         T.seed_everything(request.seed)
@@ -58,7 +58,7 @@ class TorchTrainer(Trainer):
             for step, batch in enumerate(batches, 1):
                 started = time.perf_counter()
                 optimizer.zero_grad(set_to_none=True)
-                metrics = T.sami_step(model, tokenizer, batch, settings, loss_fn=loss_fn,
+                metrics = T.sami_step(model, tokenizer, batch, settings, loss_fn=request.loss,
                                       reference_model=reference)
                 lr, norm = T.apply_update(params, optimizer, scheduler, settings)
                 record = T.step_metrics(step, lr, norm, time.perf_counter() - started, metrics)

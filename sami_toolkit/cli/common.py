@@ -24,10 +24,14 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-def override_option(func: Callable) -> Callable:
-    """``-o key.sub=value`` options (repeatable), typed by YAML rules: numbers, booleans, lists."""
-    return click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-                        help="Override a config value, e.g. -o train.lr=5e-5 -o sampler.options.stop=[\"###\"].")(func)
+def override_option(func: Callable | None = None, *, help: str | None = None) -> Callable:
+    """``-o key.sub=value`` options (repeatable), typed by YAML rules: numbers, booleans, lists.
+
+    ``@override_option`` documents run-config keys; a command whose ``-o`` sets other keys (an eval config, an
+    evaluator's options) says so with ``@override_option(help=...)`` and an example of its own."""
+    text = help or "Override a config value, e.g. -o train.lr=5e-5 -o sampler.options.stop=[\"###\"]."
+    decorator = click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help=text)
+    return decorator(func) if func is not None else decorator
 
 
 def exit_with(code: int) -> None:

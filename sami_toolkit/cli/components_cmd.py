@@ -16,9 +16,9 @@ def kind_group(kind: str) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def list_cmd(as_json: bool) -> None:
         """List the registered components of this kind."""
-        from sami_toolkit.plugins.registry import get_registry
+        from sami_toolkit.cli.session import current_registry
 
-        registry = get_registry()
+        registry = current_registry()
         rows = []
         for name in registry.names(kind):
             entry = registry.entry(kind, name)
@@ -45,10 +45,10 @@ def kind_group(kind: str) -> click.Group:
     @click.option("--json", "as_json", is_flag=True, help="Print the Options JSON schema.")
     def show_cmd(name: str, as_json: bool) -> None:
         """Show a component's description and its options (with descriptions and defaults)."""
+        from sami_toolkit.cli.session import current_registry
         from sami_toolkit.core.hookspecs import singular
-        from sami_toolkit.plugins.registry import get_registry
 
-        entry = get_registry().entry(kind, name)
+        entry = current_registry().entry(kind, name)
         schema = entry.cls.Options.model_json_schema()
         if as_json:
             from sami_toolkit.cli.common import print_json

@@ -1,9 +1,12 @@
 """``sami-kit config validate | schema``: check a run/eval config without running it, and print its JSON schema.
 
 ``validate`` is what you run before launching a long job (or in CI on a config repository): it loads the YAML,
-applies ``-o`` overrides exactly as ``sami-kit run`` would, validates it, and prints one line per problem as
-``FILE:LINE: field.path: what is wrong (got ...)``, exiting 2.  Only click and the standard library are imported at
-module level; the config models are imported when a command runs.
+applies ``-o`` overrides exactly as ``sami-kit run`` would, validates it, then runs the same preflight as the start
+of ``sami-kit run`` / ``eval compare`` (:mod:`sami_toolkit.run.preflight`: every component and option resolved,
+every file and count checked), and prints one line per problem as ``FILE:LINE: field.path: what is wrong (got
+...)``, exiting 2.  So a config ``validate`` calls OK is one ``run`` accepts, as far as can be known offline and
+without loading a model.  Only click and the standard library are imported at module level; the config models are
+imported when a command runs, and torch never is.
 """
 
 from __future__ import annotations
@@ -75,8 +78,13 @@ def _resolve_extends(model: Any, data: dict[str, Any], path: str) -> dict[str, A
     return data
 
 
+#: top-level keys that only an eval config has: a file with one of them and no ``kind:`` is an eval config
+EVAL_MARKERS = ("candidate", "baseline")
+
+
 def detect_kind(data: Any, requested: str | None, file: str) -> str:
-    """``--kind`` if given, else the file's top-level ``kind:`` key, else ``run``; a disagreement is an error."""
+    """``--kind`` if given, else the file's top-level ``kind:`` key, else ``eval`` for a file with ``candidate:``
+    or ``baseline:`` (only eval configs have them), else ``run``; a disagreement is an error."""
     from sami_toolkit.core.config import yaml_line_of
     from sami_toolkit.core.errors import ConfigError
 
@@ -86,7 +94,24 @@ def detect_kind(data: Any, requested: str | None, file: str) -> str:
         raise ConfigError(f"{file}:{line}: kind: must be one of {', '.join(KINDS)} (got {declared!r})")
     if requested and declared and requested != declared:
         raise ConfigError(f"{file}: --kind {requested} given, but the file says kind: {declared}")
-    return requested or declared or "run"
+    if requested or declared:
+        return requested or declared
+    return "eval" if isinstance(data, dict) and any(key in data for key in EVAL_MARKERS) else "run"
+
+
+def _eval_kind_hint(data: dict[str, Any], kind: str) -> str:
+    """A hint for a run-config failure on a file whose top-level keys only an eval config has."""
+    if kind != "run":
+        return ""
+    try:
+        eval_only = set(config_model("eval").model_fields) - set(config_model("run").model_fields)
+    except Exception:  # noqa: BLE001 - only a hint; the validation error itself is what matters
+        return ""
+    found = sorted(key for key in data if key in eval_only)
+    if not found:
+        return ""
+    return (f"\n  hint: {', '.join(found)} {'is a key' if len(found) == 1 else 'are keys'} of eval configs: if "
+            "this is one, add `kind: eval` to the file or pass --kind eval")
 
 
 def validate_file(path: str, kind: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> tuple[str, Any]:
@@ -111,10 +136,18 @@ def validate_file(path: str, kind: str | None = None, overrides: tuple[str, ...]
         if callable(check):  # deeper checks a model may offer: component names, principle sets, templates
             check()
     except ConfigError as exc:  # e.g. an unknown preset, or raised inside a validator: name the file
-        if str(exc).startswith(str(path)):
-            raise
-        raise ConfigError(f"{path}: {exc}") from None
+        message = str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}"
+        raise ConfigError(message + _eval_kind_hint(data, kind)) from None
     return kind, instance
+
+
+def preflight_file(path: str, instance: Any) -> list[str]:
+    """The run preflight (:func:`sami_toolkit.run.preflight.preflight`) on a validated config, with the
+    invocation's plugins; raises ConfigError with ``FILE:LINE:`` lines, returns the notes."""
+    from sami_toolkit.cli.session import current_registry
+    from sami_toolkit.run.preflight import preflight
+
+    return preflight(instance, current_registry(), file=path)
 
 
 @click.group("config")
@@ -128,15 +161,24 @@ def config() -> None:
               help="Which config this is (default: the file's top-level 'kind:' key, else run).")
 @override_option
 def validate_cmd(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
-    """Check FILE (with any -o overrides applied); exit 0 if valid, else 2 with one line per problem."""
+    """Check FILE (with any -o overrides applied) as `run` / `eval compare` would before loading a model: keys and
+    values, every component name and option, principle set, constitution count, local model paths, query and
+    response files.  Exit 0 if valid, else 2 with one line per problem.
+
+    \b
+    The kind is --kind, else the file's `kind:` key, else eval for a file with candidate:/baseline:, else run.
+    """
     from sami_toolkit.core.errors import ConfigError
 
     try:
-        kind_used, _ = validate_file(file, kind, overrides)
+        kind_used, instance = validate_file(file, kind, overrides)
+        notes = preflight_file(file, instance)
     except ConfigError as exc:
         # one ``FILE:LINE: field: problem`` line each, no "Error:" prefix, so editors and grep can jump to them
         click.echo(str(exc), err=True)
         sys.exit(int(exc.exit_code))
+    for note in notes:
+        click.echo(note if note.startswith("warning:") else f"note: {note}", err=True)
     click.echo(f"{file}: OK ({kind_used} config)")
 
 

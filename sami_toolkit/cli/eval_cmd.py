@@ -1,6 +1,7 @@
 """``sami-kit eval stats | compare | mi``: win-rate statistics, the CI gate, and mutual information.
 
-Only click and the standard library are imported here; everything else is imported inside the commands.
+Only click, the standard library and the (stdlib-only at import) bootstrap bound are imported here; everything
+else is imported inside the commands.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import click
 
 from sami_toolkit.cli.common import override_option, print_json
+from sami_toolkit.evaluation.stats.win_rates import MAX_BOOTSTRAP  # stdlib-only at import: --help stays light
 
 
 @click.group("eval")
@@ -27,22 +29,29 @@ def eval_group() -> None:
 # -------------------------------------------------------------------------------------------------- stats
 @eval_group.command("stats")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--ties", type=click.Choice(["half", "loss", "drop"]), default="half", show_default=True,
-              help="Tie policy of the raw win rate (spec §8.4b): 0.5, a loss, or dropped.")
+@click.option("--ties", type=click.Choice(["half", "loss", "drop"]), default=None,
+              help="Tie policy of the raw win rate (spec §8.4b): 0.5, a loss, or dropped. Default: the file's "
+                   "stats_settings (what eval compare used), else half.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Bootstrap replicates for the LC win-rate CI (0 = skip).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) -> None:
+@click.option("--bootstrap", type=click.IntRange(min=0, max=MAX_BOOTSTRAP), default=None,
+              help=f"Bootstrap replicates for the LC win-rate CI (0 = skip; at most {MAX_BOOTSTRAP}). Default: "
+                   "the file's stats_settings, else 1000.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=None,
+              help="Seed of the bootstrap. Default: the file's stats_settings (eval compare's --seed), else 0.")
+def stats_cmd(file: str, ties: str | None, as_json: bool, bootstrap: int | None, seed: int | None) -> None:
     """Win-rate statistics of a judgment JSONL FILE.
 
     Each line: {"outcome": 1|0|0.5|null, "len_test": int, "len_baseline": int}. null (or "failed": true) is a
-    failed judgment: counted separately, never as a verdict or a tie.
+    failed judgment: counted separately, never as a verdict or a tie. A file written by eval compare records
+    the tie policy, bootstrap replicates and seed it used, so the numbers here are the same; flags override.
     """
     from sami_toolkit.evaluation.stats import compute_stats, judge_health, load_items, p_value_label
 
     items = load_items(file)
-    result = compute_stats(items, ties=ties, bootstrap=bootstrap, seed=seed)
+    settings = {"ties": "half", "bootstrap": 1000, "seed": 0, **items.settings}
+    given = {"ties": ties, "bootstrap": bootstrap, "seed": seed}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    result = compute_stats(items, **settings)
     # sami-kit's own judgment files record positions and per-order verdicts: add judge health for them
     health = judge_health(items) if any(p is not None for p in items.position) else None
     if as_json:
@@ -50,8 +59,8 @@ def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) ->
         return
     from rich.table import Table
 
-    from sami_toolkit.evaluation.compare import stats_rows
     from sami_toolkit.cli.common import stderr_console
+    from sami_toolkit.report.ci import stats_rows
 
     console = stderr_console()
     table = Table(title=f"{Path(file).name}: n={result.n} scored, {result.failures} failed "
@@ -63,12 +72,20 @@ def stats_cmd(file: str, ties: str, as_json: bool, bootstrap: int, seed: int) ->
     console.print(table)
     t = "n/a" if result.t is None else f"{result.t:.2f}"
     lt = "n/a" if result.logistic_t is None else f"{result.logistic_t:.2f}"
-    console.print(f"raw: t={t}, p {p_value_label(result.p_value)}; logistic: t={lt}, "
+    console.print(f"raw: t={t}, p {p_value_label(result.p_value)}; logistic (fit SE): t={lt}, "
                   f"p {p_value_label(result.logistic_p_value)}")
+    if result.logistic_paper_ci_low is not None:
+        pt = "n/a" if result.logistic_paper_t is None else f"{result.logistic_paper_t:.2f}"
+        console.print(f"logistic as the paper's Tables 2-3 report it (spec §8.5 on the fitted rate): 95% CI "
+                      f"[{100 * result.logistic_paper_ci_low:.2f}, {100 * result.logistic_paper_ci_high:.2f}], "
+                      f"t={pt}")
     if result.mean_len_test is not None:
         console.print(f"mean length: test {result.mean_len_test:.1f}, baseline {result.mean_len_baseline:.1f}")
+    source = "the file's stats_settings" if items.settings else "defaults"
+    console.print(f"settings: ties {result.tie_policy}, bootstrap {result.bootstrap}, seed {result.seed} "
+                  f"({source}{' and flags' if any(v is not None for v in given.values()) else ''})")
     if health:
-        from sami_toolkit.evaluation.compare import health_rows
+        from sami_toolkit.report.ci import health_rows
 
         console.print("judge health: " + "; ".join(f"{k} {v}" for k, v in health_rows(health)))
         for warning in health["warnings"]:
@@ -90,21 +107,40 @@ def _side(value: str | None, sampler: str | None, sampler_options: dict[str, Any
 
 
 def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
-    from sami_toolkit.core.config import parse_override
+    from sami_toolkit.core.config import apply_overrides
 
-    out: dict[str, Any] = {}
-    for text in pairs:
-        path, value = parse_override(text)
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
+    return apply_overrides({}, pairs)  # `a=1` then `a.b=2` is a ConfigError, not a TypeError
+
+
+def _config_file_data(config_path: str | None) -> dict[str, Any]:
+    """The ``--config`` YAML as a mapping (empty without one); ``kind: eval`` is dropped."""
+    from sami_toolkit.core.config import load_yaml
+    from sami_toolkit.core.errors import ConfigError
+
+    if not config_path:
+        return {}
+    loaded = load_yaml(config_path)
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{config_path}: the top level must be a mapping of keys to values")
+    data = dict(loaded or {})
+    if data.get("kind") == "eval":
+        data.pop("kind")  # `kind: eval` marks the file for `sami-kit config validate`
+    return data
+
+
+def _judge_data(judge: Any, name: str | None, options: tuple[str, ...]) -> dict[str, Any]:
+    """The config's ``judge`` with ``--judge`` and ``--judge-option`` applied on top."""
+    out = dict(judge or {})
+    if name:
+        out["name"] = name
+    out["options"] = {**dict(out.get("options") or {}), **_kv(options, "judge option")}
     return out
 
 
 @eval_group.command("compare")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="EvalConfig YAML file.")
-@override_option
+@override_option(help="Override an eval-config value (`sami-kit config schema --kind eval`), e.g. -o margin=0.05 "
+                      "-o judge.options.model=gpt-4o -o candidate.sampler.options.max_new_tokens=200.")
 @click.option("--candidate", help="Candidate model reference, or a responses .jsonl file.")
 @click.option("--baseline", help="Baseline model reference, or a responses .jsonl file.")
 @click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False), help='Prompts JSONL {"id","prompt"}.')
@@ -124,8 +160,13 @@ def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
 @click.option("--metric", type=click.Choice(["win_rate", "lc_win_rate", "balanced_win_rate"]),
               help="Metric the gate decides on (default win_rate).")
 @click.option("--margin", type=float, help="Non-inferiority margin as a fraction (e.g. 0.05).")
+@click.option("--min-items", type=click.IntRange(min=1),
+              help="Fewest scored items the gate decides on; fewer is inconclusive (default 20).")
+@click.option("--max-failure-rate", type=click.FloatRange(0, 1),
+              help="Largest fraction of failed judgments tolerated; above it exit 4 (default 0.2).")
 @click.option("--ties", type=click.Choice(["half", "loss", "drop"]), help="Tie policy (default half).")
-@click.option("--bootstrap", type=click.IntRange(min=0), help="Bootstrap replicates (default 1000).")
+@click.option("--bootstrap", type=click.IntRange(min=0, max=MAX_BOOTSTRAP),
+              help=f"Bootstrap replicates, 0..{MAX_BOOTSTRAP} (default 1000).")
 @click.option("--length-tokenizer", help="Model reference whose tokenizer counts response lengths.")
 @click.option("--max-cost", type=float, help="Judge budget in USD (exit 4 when it would be crossed).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Directory for judgments, responses, summary.")
@@ -139,29 +180,26 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
                 principles: str | None,
                 constitution: str | None, judge_name: str | None, judge_options: tuple[str, ...],
                 sampler: str | None, sampler_options: tuple[str, ...], seed: int | None, both_orders: bool | None,
-                metric: str | None, margin: float | None, ties: str | None, bootstrap: int | None,
-                length_tokenizer: str | None, max_cost: float | None, out_dir: str | None, judgments: str | None,
+                metric: str | None, margin: float | None, min_items: int | None, max_failure_rate: float | None,
+                ties: str | None, bootstrap: int | None, length_tokenizer: str | None, max_cost: float | None,
+                out_dir: str | None, judgments: str | None,
                 as_json: bool, junit: str | None, markdown: str | None, html: str | None) -> None:
-    """Judge a candidate against a baseline and gate: exit 0 pass, 1 regression, 3 inconclusive.
+    """Judge a candidate against a baseline and gate: exit 0 pass, 1 regression, 3 inconclusive, 4 error.
 
     \b
-    Gate on --metric with --margin M: pass if the 95% CI lower bound >= 0.5 - M,
-    regression if the upper bound < 0.5 - M, otherwise inconclusive.
+    Gate on --metric with --margin M: pass if the 95% CI lower bound > 0.5 - M,
+    regression if the upper bound < 0.5 - M, otherwise inconclusive; also
+    inconclusive below --min-items scored items or on a zero-width CI, and
+    exit 4 when more than --max-failure-rate of the judgments failed.
     """
-    from sami_toolkit.evaluation.compare import print_summary, run_compare, write_outputs
-    from sami_toolkit.core.config import apply_overrides, load_yaml, validate_model
+    from sami_toolkit.evaluation.compare import run_compare
+    from sami_toolkit.report.ci import clean_summary, print_summary, write_outputs
+    from sami_toolkit.core.config import apply_overrides, validate_model
     from sami_toolkit.core.errors import ConfigError
     from sami_toolkit.evaluation.config import EvalConfig
     from sami_toolkit.cli.common import exit_with, stderr_console
 
-    data: dict[str, Any] = {}
-    if config_path:
-        loaded = load_yaml(config_path)
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{config_path}: the top level must be a mapping of keys to values")
-        data = dict(loaded or {})
-        if data.get("kind") == "eval":
-            data.pop("kind")  # `kind: eval` marks the file for `sami-kit config validate`
+    data = _config_file_data(config_path)
     s_opts = _kv(sampler_options, "sampler option")
     for key, value in (("candidate", _side(candidate, sampler, s_opts)), ("baseline", _side(baseline, sampler, s_opts))):
         if value is not None:
@@ -178,16 +216,15 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
         cpath = Path(constitution[1:])
         if not cpath.is_file():
             raise ConfigError(f"--constitution {constitution}: no such file")
-        constitution = cpath.read_text(encoding="utf-8")
+        from sami_toolkit.core.io import read_text
+
+        constitution = read_text(cpath)
     if judge_name or judge_options:
-        judge = dict(data.get("judge") or {})
-        if judge_name:
-            judge["name"] = judge_name
-        judge["options"] = {**dict(judge.get("options") or {}), **_kv(judge_options, "judge option")}
-        data["judge"] = judge
+        data["judge"] = _judge_data(data.get("judge"), judge_name, judge_options)
     simple = {"task": task, "principles": principles, "constitution": constitution, "seed": seed,
               "both_orders": both_orders, "metric": metric, "margin": margin, "ties": ties, "bootstrap": bootstrap,
-              "length_tokenizer": length_tokenizer, "max_cost": max_cost}
+              "length_tokenizer": length_tokenizer, "max_cost": max_cost, "min_items": min_items,
+              "max_failure_rate": max_failure_rate}
     data.update({k: v for k, v in simple.items() if v is not None})
     output = dict(data.get("output") or {})
     for key, value in (("dir", out_dir), ("judgments", judgments), ("junit", junit), ("markdown", markdown),
@@ -201,14 +238,18 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
         raise ConfigError("no judge: give --judge NAME (e.g. --judge litellm --judge-option model=gpt-4o) "
                           "or `judge:` in --config")
     config = validate_model(EvalConfig, data, file=config_path)
-    result = run_compare(config)
+    from sami_toolkit.cli.session import current_registry
+    from sami_toolkit.run.preflight import preflight
+
+    preflight(config, current_registry(), file=config_path)  # every name, option and file, before any generation
+    result = run_compare(config, registry=current_registry())
     console = stderr_console()
     written = write_outputs(result, config)
     print_summary(result, console)
     for path in written:
         console.print(f"wrote {path}")
     if as_json:
-        print_json(result.summary())
+        print_json(clean_summary(result))
     sys.stdout.flush()
     exit_with(result.gate.exit_code)
 
@@ -221,17 +262,19 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
 @click.option("--source", help="Query source name instead of --prompts.")
 @click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
               help="Query source option, repeatable (e.g. --source-option split=test).")
-@click.option("--task", default="generic", show_default=True, help="Templates: tldr, hh-rlhf or generic.")
+@click.option("--task", help="Templates: tldr, hh-rlhf or generic (default: the principle set's task).")
 @click.option("--sampler", default="hf", show_default=True, help="Sampler that generates the responses.")
 @click.option("--sampler-option", "sampler_options", multiple=True, metavar="KEY=VALUE", help="Sampler option.")
-@override_option
+@override_option(help="Set an option of the 'mi' evaluator (`sami-kit evaluators show mi`), e.g. -o batch_size=4 "
+                      "-o principle_names=[concise,comprehensive].")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N prompts.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the principle-order shuffles.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=1, show_default=True,
+              help="Seed of the principle-order shuffles.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="mi-eval", show_default=True,
               help="Directory for mi.jsonl (per-query estimates, scores and responses).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: str | None,
-           source_options: tuple[str, ...], task: str, sampler: str,
+           source_options: tuple[str, ...], task: str | None, sampler: str,
            sampler_options: tuple[str, ...], overrides: tuple[str, ...], limit: int | None, seed: int, out_dir: str,
            as_json: bool) -> None:
     """Mutual information between responses and constitutions for CHECKPOINT (spec §1.6).
@@ -241,26 +284,43 @@ def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: s
     from sami_toolkit.evaluation.compare import load_prompts_file
     from sami_toolkit.core.config import apply_overrides
     from sami_toolkit.core.errors import ConfigError
-    from sami_toolkit.evaluation.evaluators import EvalContext
+    from sami_toolkit.evaluation.context import EvalContext
     from sami_toolkit.text.principles import load_principle_set
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit.cli.session import current_registry
     from sami_toolkit.cli.common import stderr_console
 
+    registry = current_registry()
     if bool(prompts_path) == bool(source):
         raise ConfigError("give exactly one of --prompts FILE.jsonl or --source NAME")
+    from sami_toolkit.run.preflight import check_mi_inputs
+
+    check_mi_inputs(registry, checkpoint=checkpoint, principles=principles, prompts_path=prompts_path, source=source,
+                    source_options=_kv(source_options, "source option"), task=task, sampler=sampler,
+                    sampler_options=_kv(sampler_options, "sampler option"),
+                    evaluator_options=apply_overrides({}, overrides)).raise_for_problems()
     if prompts_path:
         queries = load_prompts_file(Path(prompts_path))
     else:
-        queries = list(get_component("query-sources", source, _kv(source_options, "source option"),
-                                     where="--source-option").load())
+        queries = list(registry.create("query-sources", source, _kv(source_options, "source option"),
+                                       where="--source-option").load())
     if limit:
         queries = queries[:limit]
     if not queries:
         raise ConfigError("no prompts to evaluate")
     pset = load_principle_set(principles)
-    evaluator = get_component("evaluators", "mi", apply_overrides({}, overrides), where="mi options")
-    sampler_obj = get_component("samplers", sampler, _kv(sampler_options, "sampler option"),
-                                where="--sampler-option")
+    if task is None:  # the set says what it is for (tldr-mistral: `task: tldr`); a free-form task gets generic
+        from sami_toolkit.text.prompts import normalize_task
+
+        try:
+            task = normalize_task(pset.task)
+        except ConfigError:
+            task = "generic"
+            stderr_console().print(f"note: principle set '{pset.name}' is for task '{pset.task}', which has no "
+                                   "built-in templates; using 'generic' (choose with --task)", markup=False,
+                                   highlight=False)
+    evaluator = registry.create("evaluators", "mi", apply_overrides({}, overrides), where="mi options")
+    sampler_obj = registry.create("samplers", sampler, _kv(sampler_options, "sampler option"),
+                                  where="--sampler-option")
     context = EvalContext(model=checkpoint, base_model=None, queries=queries, principle_set=pset, templates=None,
                           task=task, sampler=sampler_obj, judge=None, out_dir=Path(out_dir), seed=seed)
     metrics = evaluator.evaluate(context)
@@ -269,16 +329,15 @@ def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: s
         return
     from rich.table import Table
 
+    from sami_toolkit.core.metrics import metric
+
     table = Table(title=f"MI of {checkpoint}: {metrics['mi_n_queries']} queries x "
-                        f"{metrics['mi_n_constitutions']} constitutions (nats, ± SEM)")
+                        f"{metrics['mi_n_constitutions']} constitutions (± SEM)")
     table.add_column("estimator")
     table.add_column("value")
-    for key, label in (("mi_infonce_constitutions", "InfoNCE, constitution side (headline bound)"),
-                       ("mi_infonce", "InfoNCE, two-sided"), ("mi_infonce_responses", "InfoNCE, response side"),
-                       ("mi_paper", "paper estimator (spec §1.6; not a bound)"),
-                       ("mean_length_tokens", "mean length, tokens")):
+    for key in ("mi_infonce_constitutions", "mi_infonce", "mi_infonce_responses", "mi_paper", "mean_length_tokens"):
         v, s = metrics.get(key), metrics.get(f"{key}_sem")
-        table.add_row(label, "n/a" if v is None else f"{v:.3f} ± {s or 0:.3f}")
+        table.add_row(metric(key).heading, "n/a" if v is None else f"{v:.3f} ± {s or 0:.3f}")
     console = stderr_console()
     console.print(table)
     if metrics.get("mi_note"):

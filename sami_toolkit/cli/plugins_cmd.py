@@ -10,9 +10,9 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list (name, version, hooks, error).")
 def plugins(show_all: bool, as_json: bool) -> None:
     """List installed plugins (add --all for the built-ins)."""
-    from sami_toolkit.plugins.loading import get_plugin_system
+    from sami_toolkit.cli.session import current_plugin_system
 
-    records = [r for r in get_plugin_system().records if show_all or not r.builtin]
+    records = [r for r in current_plugin_system().records if show_all or not r.builtin]
     if as_json:
         from sami_toolkit.cli.common import print_json
 

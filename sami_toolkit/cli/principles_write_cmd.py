@@ -10,7 +10,8 @@ import click
 
 @click.command("write")
 @click.option("--task", required=True, metavar="TEXT",
-              help='What the constitution is for, e.g. "summarize reddit posts" (fills the seed prompt\'s {task}).')
+              help='What the constitution is for, in words, e.g. "summarize reddit posts" (fills the seed prompt\'s '
+                   '{task}), or a known task: tldr, hh-rlhf.')
 @click.option("--principle", "principles", multiple=True, required=True, metavar="NAME",
               help="A principle name (repeat for each), e.g. --principle concise --principle comprehensive.")
 @click.option("--writer", default="litellm", show_default=True, metavar="NAME",
@@ -33,17 +34,17 @@ def write(task: str, principles: tuple[str, ...], writer: str, options: tuple[st
           --principle concise --principle comprehensive \\
           --writer litellm -o model=gpt-4o -o api_key_env=OPENAI_API_KEY --out my-principles.yaml
 
-    Exit codes: 0 written; 2 bad input or an answer that cannot be parsed (the raw answer is still saved);
-    4 the writer's model or API failed.
+    Exit codes: 0 written; 2 bad input (an unknown --task included); 4 the writer's model or API failed, or no
+    answer was usable after its attempts (-o attempts=N; every answer is still saved beside --out).
     """
+    from sami_toolkit.cli.common import print_json, stderr_console
+    from sami_toolkit.cli.session import current_registry
     from sami_toolkit.core.config import apply_overrides
     from sami_toolkit.text.principle_writing import raw_path_for, write_principles
-    from sami_toolkit.plugins.registry import get_component
-    from sami_toolkit.cli.common import print_json, stderr_console
 
     writer_options = apply_overrides({}, options)
-    component = get_component("principle-writers", writer, writer_options,
-                              where=f"principle-writers.{writer}.options (-o)")
+    component = current_registry().create("principle-writers", writer, writer_options,
+                                          where=f"principle-writers.{writer}.options (-o)")
     console = stderr_console()
     with console.status(f"Asking principle writer '{writer}' for {len(principles)} principles…"):
         result = write_principles(component, task, list(principles), out, set_name=set_name, overwrite=force)

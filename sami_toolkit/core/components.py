@@ -4,25 +4,32 @@ A component is a class with a ``name``, a one-line ``description`` and a pydanti
 (``extra="forbid"``, every field described) that ``sami-kit <kind> show NAME`` prints.  Instances are built with
 :meth:`Component.from_options`, which turns a validation error into a :class:`ConfigError` naming the field.
 
-Heavy libraries (torch, transformers, litellm, deepspeed, vllm) are imported inside methods, never at module level.
+The plain records the base classes take and return (:class:`Query`, :class:`JudgeItem`, :class:`Judgment`,
+:class:`WriterResult`) live in :mod:`sami_toolkit.core.records`.  Heavy libraries (torch, transformers, litellm,
+deepspeed, vllm) are imported inside methods, never at module level.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.core.hookspecs import singular
+from sami_toolkit.core.records import JudgeItem, Judgment, Query, TrackedRun, WriterResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from sami_toolkit.text.principles import PrincipleSet
+    from sami_toolkit.evaluation.context import EvalContext
+    from sami_toolkit.training.request import TrainRequest, TrainResult
+
+
+#: a progress callback a component calls with how many items just finished (``progress(1)``, ``progress(len(chunk))``)
+ProgressCallback = Callable[[int], None]
 
 
 class ComponentOptions(BaseModel):
@@ -49,7 +56,11 @@ class Component:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | ComponentOptions | None = None, *, where: str = "") -> "Component":
-        """Build the component from a mapping, reporting invalid options as a :class:`ConfigError`."""
+        """Build the component from a mapping, reporting invalid options as a :class:`ConfigError`.
+
+        The message has one ``field.path: problem`` line per invalid option (``where`` is the path of the options
+        in the config, e.g. ``sampler.options``), and points at ``sami-kit <kind> show NAME``, the command that
+        lists this component's options — not at ``sami-kit config schema``, which cannot know a plugin's options."""
         if isinstance(options, ComponentOptions):
             return cls(options)
         try:
@@ -58,9 +69,12 @@ class Component:
             from sami_toolkit.core.config import format_validation_error
 
             prefix = where or f"{cls.kind}.{cls.name}.options"
-            raise ConfigError(
-                f"invalid options for {singular(cls.kind)} '{cls.name}':\n" + format_validation_error(exc, prefix=prefix)
-            ) from None
+            show = f"sami-kit {cls.kind} show {cls.name}"
+            lines = format_validation_error(exc, prefix=prefix, model=cls.Options,
+                                            keys_help=f"`{show}` lists every option")
+            raise ConfigError(f"invalid options for {singular(cls.kind)} '{cls.name}':\n{lines}",
+                              hint=f"`{show}` lists the options of {singular(cls.kind)} '{cls.name}' with their "
+                                   "types and defaults") from None
         return cls(parsed)
 
     @classmethod
@@ -69,55 +83,6 @@ class Component:
             return cls.description
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Plain data passed between components (dataclasses: cheap to import, easy to serialise with asdict).
-
-
-@dataclass
-class Query:
-    """One query of a prompt set: ``text`` is what fills the task template's ``{question}`` slot's body
-    (e.g. the post for TL;DR, the first human turn for HH-RLHF)."""
-
-    id: str
-    text: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class JudgeItem:
-    """One pairwise comparison: which of ``response_a`` / ``response_b`` follows ``constitution`` better."""
-
-    id: str
-    query: str
-    constitution: str
-    response_a: str
-    response_b: str
-    task: str = "generic"
-
-
-Verdict = Literal["A", "B", "tie", "failed"]
-
-
-@dataclass
-class Judgment:
-    """A judge's answer for one :class:`JudgeItem`. ``failed`` is never a verdict or a tie (spec §8.4b)."""
-
-    id: str
-    verdict: Verdict
-    raw: str = ""
-    error: str | None = None
-    cost: float = 0.0
-    cached: bool = False
-
-
-@dataclass
-class WriterResult:
-    """What a principle writer returns: the parsed set and the model's raw answer (kept beside it)."""
-
-    principle_set: "PrincipleSet"
-    raw: str
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,10 +105,10 @@ class Sampler(Component, ABC):
     kind: ClassVar[str] = "samplers"
 
     @abstractmethod
-    def generate(self, model: str, prompts: Sequence[str], *, progress: Any = None) -> list[str]:
+    def generate(self, model: str, prompts: Sequence[str], *, progress: ProgressCallback | None = None) -> list[str]:
         """Return one completion (the continuation only, not the prompt) per prompt, in order.
 
-        ``progress`` is an optional callable ``progress(n_done)`` invoked as items finish."""
+        ``progress``, when given, is called with the number of prompts just finished, as they finish."""
 
     def close(self) -> None:
         """Release the loaded model (GPU memory); called between iterations."""
@@ -166,8 +131,10 @@ class Judge(Component, ABC):
     kind: ClassVar[str] = "judges"
 
     @abstractmethod
-    def judge(self, items: Sequence[JudgeItem], *, progress: Any = None) -> list[Judgment]:
-        """Return one :class:`Judgment` per item, in order. Failures are returned as ``verdict="failed"``."""
+    def judge(self, items: Sequence[JudgeItem], *, progress: ProgressCallback | None = None) -> list[Judgment]:
+        """Return one :class:`Judgment` per item, in order. Failures are returned as ``verdict="failed"``.
+
+        ``progress``, when given, is called with the number of items just judged, as they finish."""
 
     @property
     def model_name(self) -> str:
@@ -181,22 +148,24 @@ class Trainer(Component, ABC):
     kind: ClassVar[str] = "trainers"
 
     @abstractmethod
-    def train(self, request: Any) -> Any:
+    def train(self, request: "TrainRequest") -> "TrainResult":
         """Run ``request.steps`` optimizer steps from the base weights and save a safetensors checkpoint.
 
-        ``request`` is a :class:`sami_toolkit.training.step.TrainRequest`; returns a
-        :class:`sami_toolkit.training.step.TrainResult`."""
+        ``request`` carries the resolved loss (``request.loss``): a trainer never looks components up."""
 
 
 class Evaluator(Component, ABC):
     """Computes metrics for one checkpoint (MI, win rates...)."""
 
     kind: ClassVar[str] = "evaluators"
+    #: True if :meth:`evaluate` needs ``context.judge``: the run preflight then refuses a config without ``judge``
+    #: before any model loads, instead of the evaluator failing after an iteration of work
+    needs_judge: ClassVar[bool] = False
 
     @abstractmethod
-    def evaluate(self, context: Any) -> dict[str, Any]:
-        """Return a JSON-serialisable mapping of metric name to value for ``context``
-        (a :class:`sami_toolkit.evaluation.evaluators.EvalContext`)."""
+    def evaluate(self, context: "EvalContext") -> dict[str, Any]:
+        """Return a JSON-serialisable mapping of metric name to value for ``context`` (one checkpoint); the
+        names come from the vocabulary in :mod:`sami_toolkit.core.metrics`."""
 
 
 class QuerySource(Component, ABC):
@@ -209,8 +178,64 @@ class QuerySource(Component, ABC):
         """Return the queries, in a stable order."""
 
 
+#: how a tracked job ended (``Tracker.finish``)
+TrackerStatus = Literal["success", "failed", "interrupted"]
+
+
+class Tracker(Component, ABC):
+    """An experiment tracker a run (and ``eval compare``) reports to: TensorBoard, Weights & Biases, MLflow, ...
+
+    :mod:`sami_toolkit.tracking` calls it, and makes the contract easy to implement: every call comes from one
+    thread of the tracker's own (so a slow tracker never slows training), in order, on rank 0 only, with ``step``
+    never decreasing and never repeated for the same values after a ``--resume``; the first exception any method
+    raises is reported once and disables the tracker for the rest of the job, so methods need not catch anything.
+    The tracker's library is imported inside the methods, never at module level."""
+
+    kind: ClassVar[str] = "trackers"
+    #: top-level modules the tracker imports; a missing one stops ``run`` at preflight (exit 2) with :attr:`install`
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: the command that installs them (``pip install 'sami-kit[wandb]'``)
+    install: ClassVar[str] = ""
+
+    @abstractmethod
+    def start(self, run: TrackedRun, config: Mapping[str, Any]) -> str | None:
+        """Open (or, when ``run.resume_id`` is set, reopen) the tracker's run and record ``config`` (the resolved
+        config, secrets redacted) as its parameters; return the id to reopen it with after a ``--resume``."""
+
+    @abstractmethod
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record numeric series at ``step`` (the global optimizer step; names such as ``train/loss``)."""
+
+    @abstractmethod
+    def log_table(self, name: str, rows: Sequence[Mapping[str, Any]], *, step: int) -> None:
+        """Record a table (rows with the same keys, values str or numbers) at ``step``."""
+
+    @abstractmethod
+    def log_artifact(self, path: Path, *, name: str | None = None) -> None:
+        """Attach a file of the run directory (config.yaml, summary.md, report.html, ...) to the tracker's run."""
+
+    @abstractmethod
+    def finish(self, status: TrackerStatus) -> None:
+        """Close the tracker's run, marking how the job ended."""
+
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """The modules of :attr:`requires` that cannot be imported here (found without importing them)."""
+        import importlib.util
+
+        missing = []
+        for module in cls.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
+
+
 BASE_CLASSES: dict[str, type[Component]] = {
-    cls.kind: cls for cls in (PrincipleWriter, Sampler, Loss, Judge, Trainer, Evaluator, QuerySource)
+    cls.kind: cls for cls in (PrincipleWriter, Sampler, Loss, Judge, Trainer, Evaluator, QuerySource, Tracker)
 }
 
 

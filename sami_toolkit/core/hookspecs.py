@@ -2,8 +2,8 @@
 
 Every ``register_*`` hook receives a ``register(cls, aliases=())`` callback and registers component *classes*
 (never instances): nothing heavy is built until a run asks for it, and ``sami-kit --help`` stays fast.
-A plugin is any module with functions decorated by :data:`sami_toolkit.hookimpl` whose names match these specs;
-a misspelled hook name is an error (``check_pending``).
+A plugin is any module with functions decorated by :data:`hookimpl` (re-exported as ``sami_toolkit.hookimpl``)
+whose names match these specs; a misspelled hook name is an error (``check_pending``).
 
 Example::
 
@@ -24,7 +24,16 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import click
 
-hookspec = pluggy.HookspecMarker("sami_kit")
+#: pluggy project name shared by the specs below and every plugin's implementations.
+PROJECT = "sami_kit"
+
+#: marks the hook specifications below (sami-kit's own; plugins never need it).
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+#: decorator for hook implementations in plugins: ``@hookimpl def register_judges(register): ...``.  Plugins
+#: import it from the facade (``from sami_toolkit import hookimpl``), which re-exports this very object; it lives
+#: here, in the lowest layer, so that the facade can offer it without importing anything else.
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class Register(Protocol):
@@ -76,8 +85,17 @@ def register_query_sources(register: Register) -> None:
 
 
 @hookspec
+def register_trackers(register: Register) -> None:
+    """Register :class:`~sami_toolkit.core.components.Tracker` classes: experiment trackers a run and ``eval
+    compare`` report to (``report_to: [tensorboard, wandb]``): TensorBoard, Weights & Biases, Trackio, MLflow, ..."""
+
+
+@hookspec
 def register_commands(cli: "click.Group") -> None:
-    """Add extra ``sami-kit`` subcommands to the click group ``cli``."""
+    """Add extra ``sami-kit`` subcommands to the click group ``cli`` (``@cli.command("name")``).
+
+    Called once per invocation, when the command list is first needed, with a group that collects this
+    invocation's plugin commands (so they never outlive it)."""
 
 
 #: hook name -> component kind (the CLI noun), in the order they are documented.
@@ -89,7 +107,9 @@ COMPONENT_HOOKS: dict[str, str] = {
     "register_trainers": "trainers",
     "register_evaluators": "evaluators",
     "register_query_sources": "query-sources",
+    "register_trackers": "trackers",
 }
+
 
 def singular(kind: str) -> str:
     """``"losses"`` -> ``"loss"``, ``"query-sources"`` -> ``"query-source"`` (for messages)."""

@@ -144,7 +144,9 @@ def read_jsonl(path: str | Path) -> list[Any]:
     """Every value of a user's JSONL file (blank lines skipped); bad bytes or JSON name the file and line."""
     path = Path(path)
     text = read_text(path)
-    lines = [line for line in text.splitlines() if line.strip()]
+    # split on "\n" only: str.splitlines also breaks at U+2028/U+2029, which JSON strings may hold raw
+    raw_lines = [line.rstrip("\r") for line in text.split("\n")]
+    lines = [line for line in raw_lines if line.strip()]
     try:  # one parse for the whole file is several times faster than one json.loads per line
         parsed = json.loads("[" + ",".join(lines) + "]")
         if len(parsed) == len(lines):  # else some line held two values: find it line by line below
@@ -152,7 +154,7 @@ def read_jsonl(path: str | Path) -> list[Any]:
     except json.JSONDecodeError:
         pass
     records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(raw_lines, start=1):
         if not line.strip():
             continue
         try:

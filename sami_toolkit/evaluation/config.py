@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -77,6 +77,21 @@ class OutputConfig(_Strict):
     html: Path | None = Field(None, description="Self-contained HTML page with the statistics and every "
                                                 "judged pair (model text escaped).")
 
+    @field_validator("dir")
+    @classmethod
+    def _dir_not_a_file(cls, value: Path | None) -> Path | None:
+        """Checked now, not after every judgment has been paid for."""
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a directory")
+        return value
+
+    @field_validator("judgments", "summary", "junit", "markdown", "html")
+    @classmethod
+    def _file_not_a_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and value.is_dir():
+            raise ValueError(f"{value} is a directory, expected a file path")
+        return value
+
 
 class EvalConfig(_Strict):
     """Configuration of ``sami-kit eval compare``: candidate vs baseline, judged under a constitution."""
@@ -91,17 +106,25 @@ class EvalConfig(_Strict):
     principle_names: list[str] | None = Field(None, description="Use only these principles of the set.")
     constitution: str | None = Field(None, description="Explicit constitution text (overrides `principles`).")
     judge: ComponentSpec = Field(description="Pairwise judge, e.g. {name: litellm, options: {model: gpt-4o}}.")
-    seed: int = Field(1, description="Seed for judge positions (spec §8.3 uses 1) and principle-order shuffles.")
+    seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed for judge positions (spec §8.3 uses 1) and "
+                      "principle-order shuffles; 0..2**32-1 (what numpy and torch accept).")
     both_orders: bool = Field(False, description="Judge each pair in both orders (MT-Bench reconciliation; "
                                                  "gives a position-consistency rate; doubles judge cost).")
     shuffle_principles: bool = Field(True, description="Shuffle the principle order per item (spec §8.2).")
     metric: Literal["win_rate", "lc_win_rate", "balanced_win_rate"] = Field(
         "win_rate", description="Metric the gate decides on.")
     margin: float = Field(0.0, ge=0.0, lt=0.5, description="Non-inferiority margin M (fraction): pass if the 95% "
-                                                            "CI lower bound >= 0.5 - M; fail if the upper < 0.5 - M.")
+                                                            "CI lower bound > 0.5 - M; fail if the upper < 0.5 - M.")
+    min_items: int = Field(20, ge=1, description="Fewest scored (non-failed) items the gate decides on; below it "
+                                                 "the gate is inconclusive (exit 3) whatever the CI says (see "
+                                                 "docs/ci-gate.md, 'Minimum sample size').")
+    max_failure_rate: float = Field(0.2, ge=0.0, le=1.0, description="Largest fraction of failed judgments "
+                                                                      "tolerated; above it the judge counts as "
+                                                                      "broken or unreachable (exit 4).")
     ties: Literal["half", "loss", "drop"] = Field("half", description="Tie policy of the raw win rate "
                                                                       "(spec §8.4b).")
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap replicates for the LC win-rate CI.")
+    bootstrap: int = Field(1000, ge=0, le=100_000, description="Bootstrap replicates for the LC win-rate CI "
+                                                                "(0..100000; also the raw rate's bootstrap CI).")
     length_tokenizer: str | None = Field(None, description="Model reference whose tokenizer counts response "
                                                            "lengths (default: the candidate model; words if "
                                                            "neither side is a model).")

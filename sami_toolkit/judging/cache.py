@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from sami_toolkit.core.errors import InfrastructureError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sami_toolkit.core.components import JudgeItem
+    from sami_toolkit.core.records import JudgeItem
 
 SCHEMA_VERSION = 1
 _VERDICTS = ("A", "B", "tie")

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 from sami_toolkit.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sami_toolkit.core.components import Judge, JudgeItem, Judgment
+    from sami_toolkit.core.components import Judge
+    from sami_toolkit.core.records import JudgeItem, Judgment
 
 #: bump whenever :func:`parse_final_answer` changes behaviour: it is part of every judgment-cache key, so cached
 #: verdicts produced by an older parser are never reused.
@@ -180,7 +181,7 @@ def assign_positions(n: int, seed: int = 1) -> list[Position]:
 
 
 def _item(pair: ComparisonPair, candidate_position: Position) -> "JudgeItem":
-    from sami_toolkit.core.components import JudgeItem
+    from sami_toolkit.core.records import JudgeItem
 
     a, b = (pair.candidate, pair.baseline) if candidate_position == "A" else (pair.baseline, pair.candidate)
     return JudgeItem(id=f"{pair.id}#{candidate_position}", query=pair.query, constitution=pair.constitution,
@@ -222,20 +223,40 @@ def judge_pairs(judge: "Judge", pairs: Sequence[ComparisonPair], *, seed: int = 
         from sami_toolkit.core.errors import InfrastructureError
 
         raise InfrastructureError(f"judge '{judge.name}' returned {len(judgments)} judgments for {len(items)} items")
+    from sami_toolkit.core.secrets import Scrubber
+
+    # Every judge's words pass the one scrubber here (spec: secrets never reach judgments or reports): a plugin judge
+    # that forgot to scrub, or a server echoing the Authorization header, still leaks nothing downstream.
+    scrub = Scrubber()
     out: list[PairOutcome] = []
     k = 0
     for pair, poss in zip(pairs, orders):
         js = judgments[k:k + len(poss)]
         k += len(poss)
         verdicts = [j.verdict for j in js]
-        errors = [j.error for j in js if j.error]
+        errors = [scrub(j.error) for j in js if j.error]
         if any(v == "failed" for v in verdicts) and not errors:
             errors = ["judge returned 'failed' without an error message"]
         outcome = combine_orders(verdicts, poss)
         out.append(PairOutcome(id=pair.id, outcome=outcome, candidate_position=poss[0], verdicts=verdicts,
-                               raw=[j.raw for j in js], error="; ".join(errors) if outcome is None else None,
+                               raw=[scrub(j.raw) for j in js], error="; ".join(errors) if outcome is None else None,
                                cost=sum(j.cost for j in js), cached=all(j.cached for j in js)))
     return out
+
+
+def guarded_judge_pairs(judge: "Judge", pairs: Sequence[ComparisonPair], **kwargs: Any) -> list[PairOutcome]:
+    """:func:`judge_pairs`, with an unexpected exception from a (plugin) judge turned into one InfrastructureError
+    line (exit 4) naming the judge, instead of a traceback (a CI log should say which judge broke, not where)."""
+    from sami_toolkit.core.errors import InfrastructureError, SamiKitError
+
+    try:
+        return judge_pairs(judge, pairs, **kwargs)
+    except SamiKitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin judge's bug must not print a traceback in CI
+        from sami_toolkit.core.secrets import scrub
+
+        raise InfrastructureError(f"judge '{judge.name}' failed: {type(exc).__name__}: {scrub(str(exc))}") from exc
 
 
 def count_outcomes(outcomes: Sequence[PairOutcome]) -> dict[str, int]:

@@ -16,13 +16,19 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sami_toolkit.core.errors import ConfigError
-from sami_toolkit.training.step import TrainSettings
+from sami_toolkit.training.settings import TrainSettings
 
 #: presets shipped as ``sami_toolkit/data/preset-<name>.yaml``
 PRESETS: tuple[str, ...] = ("paper-hh", "paper-tldr", "paper-diverse", "demo")
+
+#: the largest seed: numpy, torch and Python's random all accept 0..2**32-1; torch.manual_seed overflows beyond 2**64
+MAX_SEED = 2**32 - 1
+
+#: how many ``extends:`` levels a config may stack (a chain this long is a mistake, not a design)
+MAX_EXTENDS_DEPTH = 16
 
 
 class _Model(BaseModel):
@@ -88,8 +94,8 @@ class RunConfig(_Model):
     """A complete SAMI expert-iteration run (spec §2.1)."""
 
     name: str = Field("sami-run", description="Run name; the default run directory is runs/<name>.")
-    seed: int = Field(42, description="Seed for constitution sampling, principle shuffling, training and eval "
-                                      "(the paper used 42, spec §4.2).")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Seed for constitution sampling, principle shuffling, "
+                      "training and eval (the paper used 42, spec §4.2); 0..2**32-1.")
     model: str = Field(description="Base model π_BASE: hub id, local directory, .gguf file or 'smollm2'.")
     trust_remote_code: bool = Field(False, description="Allow model repositories to run their own code.")
     task: str = Field("tldr", description="Prompt/filter task: tldr, hh-rlhf or generic (spec §7).")
@@ -118,16 +124,54 @@ class RunConfig(_Model):
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out evaluation settings.")
     run_dir: str | None = Field(None, description="Run directory (default runs/<name>).")
 
-    @model_validator(mode="after")
-    def _check(self) -> "RunConfig":
-        from sami_toolkit.text.postprocess import FilterOptions
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        """The canonical task name; an unknown one is reported at the ``task`` field with a did-you-mean."""
         from sami_toolkit.text.prompts import normalize_task
 
-        self.task = normalize_task(self.task)
-        unknown = sorted(set(self.filter) - set(FilterOptions.model_fields))
+        try:
+            return normalize_task(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("filter")
+    @classmethod
+    def _filter_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Check the overrides now (``filter.max_chars: -1`` names the field at validation), not when the loop
+        builds the filter after sampling."""
+        import difflib
+
+        from pydantic import ValidationError
+
+        from sami_toolkit.core.config import nested_error
+        from sami_toolkit.text.postprocess import FilterOptions
+
+        known = list(FilterOptions.model_fields)
+        unknown = sorted(str(key) for key in value if key not in known)
         if unknown:
-            raise ValueError(f"filter: unknown key '{unknown[0]}' (keys: {', '.join(FilterOptions.model_fields)})")
-        return self
+            close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown key '{unknown[0]}'{hint} (keys: {', '.join(known)})")
+        try:
+            FilterOptions.model_validate(value)
+        except ValidationError as exc:
+            raise nested_error(exc) from None
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _template_values(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Check template overrides against the task's templates at validation, as the run would."""
+        from sami_toolkit.text.prompts import get_templates
+
+        task = info.data.get("task")  # absent when the task itself was invalid (reported there)
+        if value and isinstance(task, str):
+            try:
+                get_templates(task, value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     # ----------------------------------------------------------------------------------------- derived values
     def steps_for(self, iteration: int) -> int:
@@ -173,7 +217,23 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def preset_data(name: str) -> dict[str, Any]:
+#: the ``extends:`` chain walked so far: (identity, label) per config — a preset's name or a file's resolved path
+_Chain = tuple[tuple[str, str], ...]
+
+
+def _push(chain: _Chain, key: str, label: str) -> _Chain:
+    """``chain`` plus one more config, or a ConfigError naming the whole chain if that config is already in it
+    (``a.yaml -> b.yaml -> a.yaml``) or the chain is absurdly deep; without this a cycle is a RecursionError."""
+    labels = [item_label for _, item_label in chain]
+    if any(key == item_key for item_key, _ in chain):
+        raise ConfigError(f"extends: cycle {' -> '.join([*labels, label])}",
+                          hint="remove the `extends:` that points back to a config already in the chain")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"extends: more than {MAX_EXTENDS_DEPTH} levels ({' -> '.join(labels[:3])} -> ...)")
+    return (*chain, (key, label))
+
+
+def preset_data(name: str, _chain: _Chain = ()) -> dict[str, Any]:
     """The raw mapping of a shipped preset (resolving its own ``extends``)."""
     import difflib
     from importlib.resources import files
@@ -185,9 +245,10 @@ def preset_data(name: str) -> dict[str, Any]:
         close = difflib.get_close_matches(name, PRESETS, n=1, cutoff=0.4)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"unknown preset '{name}'.{hint} Presets: {', '.join(PRESETS)}")
+    chain = _push(_chain, f"preset:{name}", name)
     data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
     parent = data.pop("extends", None)
-    return deep_merge(preset_data(parent), data) if parent else data
+    return deep_merge(_parent_data(parent, None, chain), data) if parent else data
 
 
 def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (), *,
@@ -204,10 +265,7 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
             raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
         if user.get("kind", "run") == "run":
             user.pop("kind", None)  # `kind: run` marks the file for `sami-kit config validate`
-        parent = user.pop("extends", None)
-        if parent:
-            data = deep_merge(data, _parent_data(str(parent), Path(path)))
-        data = deep_merge(data, user)
+        data = deep_merge(data, resolve_extends(user, path))
     if not data:
         raise ConfigError("no run configuration: pass a CONFIG.yaml and/or --preset NAME "
                           f"(presets: {', '.join(PRESETS)})")
@@ -216,18 +274,26 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
     return validate_model(RunConfig, data, file=path)
 
 
-def _parent_data(parent: str, child: Path) -> dict[str, Any]:
+def _parent_data(parent: Any, child: Path | None, chain: _Chain) -> dict[str, Any]:
     """``extends:`` names a preset, or a YAML file (relative to the extending file)."""
     from sami_toolkit.core.config import load_yaml
 
-    if parent.endswith((".yaml", ".yml")):
-        parent_path = (child.parent / parent) if not Path(parent).is_absolute() else Path(parent)
-        data = load_yaml(parent_path) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{parent_path}: the top level must be a mapping of keys to values")
-        grand = data.pop("extends", None)
-        return deep_merge(_parent_data(str(grand), parent_path), data) if grand else data
-    return preset_data(parent)
+    where = f"{child}: " if child is not None else ""
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{where}extends: expected a preset name ({', '.join(PRESETS)}) or a path to a YAML "
+                          f"file, got {parent!r}")
+    if not parent.endswith((".yaml", ".yml")):
+        return preset_data(parent, chain)
+    base = child.parent if child is not None else Path.cwd()
+    parent_path = Path(parent) if Path(parent).is_absolute() else base / parent
+    chain = _push(chain, str(parent_path.resolve()), str(parent_path))
+    data = load_yaml(parent_path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{parent_path}: the top level must be a mapping of keys to values")
+    if data.get("kind", "run") == "run":
+        data.pop("kind", None)  # a parent may be a complete `kind: run` config itself
+    grand = data.pop("extends", None)
+    return deep_merge(_parent_data(grand, parent_path, chain), data) if grand not in (None, "") else data
 
 
 def config_from_mapping(data: Mapping[str, Any], *, where: str | None = None) -> RunConfig:
@@ -242,4 +308,7 @@ def resolve_extends(data: Mapping[str, Any], path: str | Path) -> dict[str, Any]
     ``sami-kit config validate`` so it resolves presets exactly like ``sami-kit run``."""
     data = dict(data)
     parent = data.pop("extends", None)
-    return deep_merge(_parent_data(str(parent), Path(path)), data) if parent else data
+    if parent in (None, ""):
+        return data
+    chain: _Chain = ((str(Path(path).resolve()), str(path)),)
+    return deep_merge(_parent_data(parent, Path(path), chain), data)

@@ -6,10 +6,13 @@ Fakes (no model, no network):
 * :class:`EchoSampler` (``echo``): returns the end of each prompt, optionally with a prefix;
 * :class:`FixedPrincipleWriter` (``fixed``): writes deterministic definitions/antitheses.
 
-Fixtures:
+Fixtures (nothing global: each test gets its own plugin system and registry):
 
-* ``sami_kit_fakes`` registers the fakes for one test;
-* ``sami_kit_register_plugin`` registers any plugin object (module, class or instance with hookimpls) for one test;
+* ``sami_kit_registry`` is a :class:`~sami_toolkit.plugins.registry.Registry` over a plugin system owned by the
+  test; pass it to whatever builds components (``registry.create``, ``run_sami``, ``run_compare``, the CLI);
+* ``sami_kit_fakes`` registers the fakes on it;
+* ``sami_kit_register_plugin`` registers any plugin object (module, class or instance with hookimpls) on it;
+* ``sami_kit_cli`` invokes the CLI in-process with it (click's ``CliRunner``);
 * ``tiny_model_dir`` is a session-scoped directory holding a random-weight Llama-style model (hidden size 32) and a
   byte-level BPE tokenizer trained on the spot, so tests never download anything.
 """
@@ -17,21 +20,22 @@ Fixtures:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import pytest
 from pydantic import Field
 
-from sami_toolkit import hookimpl
 from sami_toolkit.core.components import (
     ComponentOptions,
     Judge,
-    JudgeItem,
-    Judgment,
     PrincipleWriter,
     Sampler,
-    WriterResult,
 )
+from sami_toolkit.core.hookspecs import hookimpl
+from sami_toolkit.core.records import JudgeItem, Judgment, WriterResult
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from sami_toolkit.plugins.registry import Registry
 
 
 class ConstantJudge(Judge):
@@ -104,48 +108,50 @@ class FakesPlugin:
         register(FixedPrincipleWriter)
 
 
-def register_plugin(plugin: object, name: str) -> None:
-    """Register ``plugin`` with the process-wide plugin system and rebuild the registry."""
-    from sami_toolkit.plugins.loading import PluginRecord, get_plugin_system
-    from sami_toolkit.plugins.registry import reset_registry
+@pytest.fixture
+def sami_kit_registry() -> "Registry":
+    """A component registry over a plugin system owned by this test: the built-ins and the installed plugins, plus
+    whatever the test registers on it (``sami_kit_register_plugin``, ``sami_kit_fakes``).
 
-    system = get_plugin_system()
-    system._register(plugin, PluginRecord(name=name, version=None, source="test"))  # noqa: SLF001
-    reset_registry()
+    Pass it on explicitly: ``sami_kit_registry.create(kind, name, options)``, ``run_sami(config,
+    registry=sami_kit_registry)``, ``main(args, registry=sami_kit_registry)`` or ``CliRunner().invoke(cli, args,
+    obj=sami_kit_registry)``.  Nothing is global, so nothing leaks into the next test."""
+    from sami_toolkit.plugins.registry import load_plugins
 
-
-def unregister_plugin(name: str) -> None:
-    from sami_toolkit.plugins.loading import get_plugin_system
-    from sami_toolkit.plugins.registry import reset_registry
-
-    system = get_plugin_system()
-    plugin = system.pm.get_plugin(name)
-    if plugin is not None:
-        system.pm.unregister(plugin)
-    system.records = [r for r in system.records if r.name != name]
-    reset_registry()
+    return load_plugins()
 
 
 @pytest.fixture
-def sami_kit_register_plugin() -> Iterator[Any]:
-    """Register plugin objects for the duration of one test: ``sami_kit_register_plugin(obj, "name")``."""
-    names: list[str] = []
+def sami_kit_register_plugin(sami_kit_registry: "Registry") -> Callable[[object, str], None]:
+    """Register plugin objects on this test's ``sami_kit_registry``: ``sami_kit_register_plugin(obj, "name")``."""
 
     def _register(plugin: object, name: str) -> None:
-        register_plugin(plugin, name)
-        names.append(name)
+        sami_kit_registry.system.register_plugin(plugin, name, source="test")
 
-    yield _register
-    for name in names:
-        unregister_plugin(name)
+    return _register
 
 
 @pytest.fixture
-def sami_kit_fakes(sami_kit_register_plugin: Any) -> FakesPlugin:
-    """Make the ``constant`` judge, ``echo`` sampler and ``fixed`` principle writer available to one test."""
+def sami_kit_fakes(sami_kit_register_plugin: Callable[[object, str], None]) -> FakesPlugin:
+    """Make the ``constant`` judge, ``echo`` sampler and ``fixed`` principle writer available in this test's
+    ``sami_kit_registry``."""
     plugin = FakesPlugin()
     sami_kit_register_plugin(plugin, "sami-kit-fakes")
     return plugin
+
+
+@pytest.fixture
+def sami_kit_cli(sami_kit_registry: "Registry") -> Callable[..., Any]:
+    """Invoke the ``sami-kit`` CLI in-process with this test's registry: ``result = sami_kit_cli(["judges",
+    "list"])`` returns click's ``Result`` (``exit_code``, ``stdout``, ``stderr``, ``output``)."""
+    from click.testing import CliRunner
+
+    from sami_toolkit.cli import cli
+
+    def _invoke(args: Sequence[str], **kwargs: Any) -> Any:
+        return CliRunner().invoke(cli, list(args), obj=sami_kit_registry, **kwargs)
+
+    return _invoke
 
 
 # ---------------------------------------------------------------------------------------------- tiny model

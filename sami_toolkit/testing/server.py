@@ -13,7 +13,8 @@ Behaviour is scriptable per request:
 * ``latency``: seconds to wait before answering every request;
 * ``fault(request, n) -> Fault | None``: make request number ``n`` (0-based) fail — ``Fault("429",
   retry_after=1)``, ``Fault("500")``, ``Fault("hang", seconds=30)`` (never answers in time), ``Fault("garbage")``
-  (HTTP 200 with a body that is not JSON);
+  (HTTP 200 with a body that is not JSON), ``Fault("echo-auth")`` (HTTP ``status``, default 400, whose error
+  body echoes the ``Authorization`` header and the bare key, as careless servers do: a key-leak test);
 * :meth:`OpenAIServer.fail_next` queues one-shot faults consumed in arrival order.
 
 Every request is recorded (:attr:`OpenAIServer.requests`: path, JSON body, headers, arrival time), so tests can
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Literal
 
-FaultKind = Literal["429", "500", "401", "hang", "garbage"]
+FaultKind = Literal["429", "500", "401", "hang", "garbage", "echo-auth"]
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Fault:
     retry_after: float | None = None
     #: for ``hang``: how long to sleep before answering (longer than the client's timeout)
     seconds: float = 30.0
+    #: for ``echo-auth``: the HTTP status of the answer
+    status: int = 400
 
 
 @dataclass
@@ -200,6 +203,14 @@ class OpenAIServer:
                 return
             if fault.kind == "hang":
                 time.sleep(fault.seconds)
+            elif fault.kind == "echo-auth":
+                auth = str(record.headers.get("Authorization") or record.headers.get("authorization") or "")
+                key = auth.split(" ", 1)[-1]
+                handler._send(fault.status, {"error": {
+                    "message": f"invalid request (test server): key {key} may not call this model; "
+                               f"request headers: Authorization: {auth}",
+                    "type": "invalid_request_error", "headers": {"Authorization": auth}}})
+                return
             elif fault.kind == "garbage":
                 handler._send(200, None, raw=b"<html>this is not json")
                 return

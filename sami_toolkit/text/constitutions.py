@@ -16,8 +16,9 @@ paper's Algorithm 1 differs from its code (spec §5.3, §10.3), so the choice is
     rejected because it would guarantee repeats.
 
 All randomness comes from the ``random.Random`` the caller passes (and seeds, and records), so a run is
-reproducible.  The principle order *within* a constitution is shuffled at prompt-building time with
-:func:`shuffle_constitution` (spec §2.8), not here.
+reproducible.  The principle order *within* a constitution is shuffled at prompt-building time (spec §2.8), not
+here: :meth:`Constitution.shuffled` for a structured constitution, :func:`shuffle_constitution` for one that only
+exists as rendered text.
 """
 
 from __future__ import annotations
@@ -80,9 +81,20 @@ class Constitution:
         """Every principle flipped (definition <-> antithesis), order kept (spec §5.3 Exp. 3)."""
         return Constitution(tuple((name, not positive) for name, positive in self.items))
 
+    def shuffled(self, rng: random.Random) -> "Constitution":
+        """The same principles and variants in a random order (spec §2.8), drawn from ``rng``.
+
+        The same permutation as :func:`shuffle_constitution` draws for the rendered text (one ``rng.shuffle`` of
+        a k-item list), so ``c.shuffled(rng).render(pset) == shuffle_constitution(c.render(pset), rng)`` for
+        equally seeded generators, without parsing text back into principles."""
+        items = list(self.items)
+        rng.shuffle(items)
+        return Constitution(tuple(items))
+
     # ------------------------------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form stored in sample/pair files, so a record says which variants it used."""
+        """JSON-friendly form; its ``items`` are stored in each ``samples.jsonl`` row (``SampleRow.items``), so a
+        record says which variants it used."""
         return {"label": self.label(), "items": [[name, positive] for name, positive in self.items]}
 
     @classmethod
@@ -140,7 +152,8 @@ def shuffle_constitution(text: str, rng: random.Random) -> str:
     """Shuffle the principle order of a rendered constitution and renumber it 1..k (spec §2.8).
 
     Applied independently to each training prompt, each evaluation prompt and the judge prompt, so the model
-    cannot learn a position-specific reading of the constitution.
+    cannot learn a position-specific reading of the constitution.  For text only; with the structured
+    constitution at hand use :meth:`Constitution.shuffled` (the loop's training prompts do), which needs no parsing.
     """
     items = parse_numbered(text)
     rng.shuffle(items)

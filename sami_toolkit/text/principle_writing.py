@@ -1,15 +1,20 @@
-"""Principle writing (spec §5.1): the seed prompt, a tolerant parser for the writer's answer, and saving the set.
+"""Principle writing (spec §5.1): the task, the seed prompt, asking (and re-asking) a writer, and saving the set.
 
 The paper asked a model (claude-opus, mistral-7b-instruct) to define two named principles for a task and to write
 one antithesis per principle "that I can use as a contrastive prompt" (spec §5.1, paper A.12). This module:
 
 * renders that seed prompt for any number ``k`` of principles (:func:`writer_prompt`);
-* parses answers like ``1. Concise: Summaries should be…`` followed by an antitheses block
-  (:func:`parse_principles`), tolerating markdown bold, ``### Antitheses`` headers, ``1)`` numbering, wrapped lines
-  and labels such as ``Antithesis of Concise`` or ``Verbose``; anything missing is a
-  :class:`PrincipleParseError` (exit 2) naming what is missing, with the raw answer attached;
-* writes the validated set as YAML plus the raw answer beside it (:func:`write_principles`), also when parsing
-  fails, so nothing the (possibly paid) writer returned is lost.
+* accepts as the task a known task name (``tldr``, ``hh-rlhf``; the prompt then says what the task is in the
+  paper's words) or a description in words (``"answer medical questions"``); a single word that is no known task
+  is a :class:`~sami_toolkit.core.errors.ConfigError` (exit 2) with a did-you-mean, before anything is asked
+  (:func:`writer_task`);
+* parses and validates each answer with :mod:`sami_toolkit.text.principle_parsing` (every principle needs a
+  non-empty definition and antithesis, and all of them must differ: an antithesis that repeats its definition
+  gives SAMI nothing to contrast, spec §5.2); anything wrong is a ``PrincipleParseError`` naming it;
+* asks again (up to the writer's ``attempts``, the retry prompt naming what was wrong: a greedy writer would
+  otherwise repeat itself), then gives up with :class:`WriterOutputError` (exit 4: the writer's model failed);
+* writes the validated set as YAML plus the raw answers beside it (:func:`write_principles`), each as it arrives
+  and also when every attempt fails, so nothing the (possibly paid) writer returned is lost.
 
 Writers that turn a prompt into text subclass :class:`PromptedWriter` and implement only :meth:`complete`.
 """
@@ -19,12 +24,15 @@ from __future__ import annotations
 import os
 import re
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sami_toolkit.core.components import PrincipleWriter, WriterResult
-from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.core.components import PrincipleWriter
+from sami_toolkit.core.records import WriterResult
+from sami_toolkit.core.errors import ConfigError, InfrastructureError
+from sami_toolkit.core.io import atomic_write_text
+from sami_toolkit.core.secrets import scrub
+from sami_toolkit.text.principle_parsing import PrincipleParseError, display_name, parse_principles, principle_problems
 
 if TYPE_CHECKING:  # pragma: no cover
     from sami_toolkit.text.principles import PrincipleSet
@@ -33,29 +41,74 @@ _NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six",
                  9: "nine", 10: "ten"}
 
 
-class PrincipleParseError(ConfigError):
-    """The writer's answer does not contain every definition and antithesis (exit 2); ``raw`` keeps the answer."""
+class WriterOutputError(InfrastructureError):
+    """Every answer of a principle writer was unusable (exit 4: the writer's model failed, not the user's input);
+    ``raws`` keeps each attempt's answer, ``raw`` the last one."""
 
-    def __init__(self, message: str, *, raw: str = "", hint: str | None = None) -> None:
+    def __init__(self, message: str, *, raws: Sequence[str], hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.raw = raw
+        self.raws = list(raws)
+
+    @property
+    def raw(self) -> str:
+        return self.raws[-1] if self.raws else ""
+
+
+#: how a known task is put into the seed prompt's "a constitution for how to {task}" (tldr: the paper's wording,
+#: spec §5.1; hh-rlhf: the paper asked for helpful and harmless principles)
+TASK_DESCRIPTIONS = {"tldr": "summarize reddit posts", "hh-rlhf": "respond to a human as a helpful and harmless AI "
+                                                                  "assistant"}
+
+
+def writer_task(task: str) -> tuple[str, str]:
+    """``(task of the set, the seed prompt's task description)`` for ``--task``.
+
+    A known task name or alias (``tldr``, ``hh``, ``hh-rlhf``) gives its canonical name and the description above;
+    words (``"summarize reddit posts"``) are a free-form task, kept as they are. A single word that is no known task
+    (``tldrr``, ``summarise``) is a :class:`ConfigError` naming the known tasks, before the writer is asked.
+    """
+    import difflib
+
+    from sami_toolkit.text.prompts import TASK_ALIASES, TASK_TEMPLATES
+
+    text = task.strip()
+    if not text:
+        raise ConfigError("--task is empty: describe the task, e.g. --task 'summarize reddit posts'")
+    if len(text.split()) > 1:
+        return text, text
+    name = TASK_ALIASES.get(text.lower(), text.lower())
+    hint = "or describe the task in a few words, e.g. --task 'summarize reddit posts'"
+    if name not in TASK_TEMPLATES:
+        close = difflib.get_close_matches(name, [*TASK_DESCRIPTIONS, *TASK_ALIASES], n=1, cutoff=0.5)
+        mean = f" Did you mean '{TASK_ALIASES.get(close[0], close[0])}'?" if close else ""
+        raise ConfigError(f"--task: unknown task '{text}'.{mean} Known tasks: {', '.join(TASK_DESCRIPTIONS)}",
+                          hint=hint)
+    if name not in TASK_DESCRIPTIONS:
+        raise ConfigError(f"--task {name}: '{name}' is the template for any task, so the writer would not learn what "
+                          f"the principles are for (known tasks: {', '.join(TASK_DESCRIPTIONS)})",
+                          hint="describe the task in a few words, e.g. --task 'answer medical questions'")
+    return name, TASK_DESCRIPTIONS[name]
+
+
+def _describe(task: str) -> str:
+    """The seed prompt's wording for ``task``: a known task's description, else the text itself."""
+    from sami_toolkit.text.prompts import TASK_ALIASES
+
+    key = task.strip().lower()
+    return TASK_DESCRIPTIONS.get(TASK_ALIASES.get(key, key), task)
 
 
 # ------------------------------------------------------------------------------------------------- prompt
-def display_name(name: str) -> str:
-    """``"no_jargon"`` -> ``"No jargon"``: how a principle name is shown to the writer."""
-    text = re.sub(r"[_-]+", " ", name).strip()
-    return text[:1].upper() + text[1:]
-
-
 def writer_prompt(task: str, names: Sequence[str], *, example_start: str | None = None) -> str:
     """The seed prompt of spec §5.1 (paper A.12) generalised from two principles to ``k``.
 
     For ``k = 2`` the wording is the paper's ("both principles", "two antitheses"). The format block also shows the
     ``Antitheses:`` header (the paper left the antitheses' layout to the model), so answers parse mechanically.
+    A known task name (``tldr``) is put in words (``summarize reddit posts``, see :data:`TASK_DESCRIPTIONS`).
     ``example_start`` is the sentence opening shown in the format ("Summaries should be..." for summarisation
     tasks, as in the paper; "Responses should be..." otherwise).
     """
+    task = _describe(task)
     k = len(names)
     count = _NUMBER_WORDS.get(k, str(k))
     if example_start is None:
@@ -72,145 +125,32 @@ def writer_prompt(task: str, names: Sequence[str], *, example_start: str | None 
             f"Use the format:\n1. [principle]: {example_start}\n\nAntitheses:\n1. [principle]: {example_start}")
 
 
-# ------------------------------------------------------------------------------------------------- parsing
-_ITEM = re.compile(r"^\s*(?:[-*•]\s+)?[*_]*\s*(\d{1,2})\s*[.)]\s*(.*)$")
-_ANTI_WORD = re.compile(r"antithes[ie]s|antithesis|contrastive|opposites?|negations?", re.IGNORECASE)
-
-
-def _is_anti_header(line: str) -> bool:
-    """``Antitheses:``, ``### Antitheses``, ``**Two antitheses for contrast:**`` — but not a numbered item such
-    as ``3. Antithesis of Concise: Summaries…`` (that is an antithesis, not a header)."""
-    if _ITEM.match(line) or not _ANTI_WORD.search(line):
-        return False
-    after_colon = line.rsplit(":", 1)[1] if ":" in line else ""
-    return not after_colon.strip(" *_#") and len(line.split()) <= 15
-
-
-_DEF_HEADER = re.compile(r"^[\s#*_>-]*(principles?|definitions?)\s*(:|\*|$)", re.IGNORECASE)
-
-
-@dataclass
-class _Item:
-    number: int
-    label: str
-    text: str
-    #: the whole item after its number, for when the "label" was really the start of a sentence
-    full: str = ""
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
-
-
-def _split_label(rest: str) -> tuple[str, str]:
-    """``"**Concise**: Summaries…"`` -> ``("Concise", "Summaries…")``; no colon -> ``("", rest)``."""
-    plain = rest.strip()
-    match = re.match(r"^[*_\s]*([^:\n]{1,80}?)[*_\s]*:[*_\s]*(.*)$", plain)
-    if match and len(match.group(1).split()) <= 8:
-        return match.group(1).strip(" *_[]\"'"), match.group(2).strip()
-    bold = re.match(r"^(\*\*|__)(.{1,80}?)\1\s*[-–—.]?\s*(.*)$", plain)  # "**Concise** - Summaries…"
-    if bold and len(bold.group(2).split()) <= 8:
-        return bold.group(2).strip(" *_[]\"'"), bold.group(3).strip()
-    return "", plain.strip("*_ ")
-
-
-def _items(lines: Sequence[str]) -> list[_Item]:
-    items: list[_Item] = []
-    open_item = False
-    for line in lines:
-        m = _ITEM.match(line)
-        if m:
-            label, text = _split_label(m.group(2))
-            items.append(_Item(int(m.group(1)), label, text, m.group(2)))
-            open_item = True
-        elif not line.strip() or _is_anti_header(line) or _DEF_HEADER.match(line):
-            open_item = False  # a blank line or a header ends an item; later prose is commentary
-        elif open_item:
-            # a wrapped line continues the previous item (constitutions want one line per principle)
-            items[-1].text = f"{items[-1].text} {line.strip()}".strip()
-            items[-1].full = f"{items[-1].full} {line.strip()}".strip()
-    for item in items:
-        item.text = re.sub(r"\s+", " ", item.text.strip().strip("*_")).strip()
-        item.full = re.sub(r"\s+", " ", item.full.replace("**", "").replace("__", "").strip()).strip()
-    return items
-
-
-def _match(label: str, names: Sequence[str]) -> str | None:
-    words = f" {_norm(label)} "
-    hits = [n for n in names if f" {_norm(display_name(n))} " in words or f" {_norm(n)} " in words]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _assign(items: list[_Item], names: Sequence[str]) -> dict[str, str]:
-    """Map items to principle names: by label when it names exactly one principle, else by position."""
-    out: dict[str, str] = {}
-    by_label = [_match(it.label, names) for it in items]
-    for it, name in zip(items, by_label):
-        if name is not None and name not in out and it.text:
-            out[name] = it.text
-    for idx, it in enumerate(items):
-        if by_label[idx] is not None or not it.text:
-            continue
-        if len(it.label.split()) > 3:  # "Summaries should be brief: two sentences" is a sentence, not a label
-            it.text = it.full
-        # unlabelled (or oddly labelled, e.g. "Verbose") item: its number, else its position
-        candidates = [names[it.number - 1]] if 1 <= it.number <= len(names) else []
-        if idx < len(names):
-            candidates.append(names[idx])
-        for name in candidates:
-            if name not in out:
-                out[name] = it.text
-                break
-    return out
-
-
-def parse_principles(raw_text: str, names: Sequence[str], *, task: str = "", set_name: str = "written",
-                     writer: str = "unknown", source: str = "") -> "PrincipleSet":
-    """Parse a writer's answer into a :class:`~sami_toolkit.text.principles.PrincipleSet` with one principle per name.
-
-    The definitions are the numbered items before the antitheses header; the antitheses those after it. Without a
-    header, ``2k`` numbered items are read as ``k`` definitions followed by ``k`` antitheses. Raises
-    :class:`PrincipleParseError` naming every missing definition or antithesis.
-    """
-    from pydantic import ValidationError
-
-    from sami_toolkit.text.principles import Principle, PrincipleSet
-
-    names = list(names)
-    lines = (raw_text or "").splitlines()
-    # the antitheses header is the first one *after* a numbered item (a preamble such as "Here are the
-    # principles and their antitheses:" is not it) and before a numbered item (closing remarks are not it)
-    first_item = next((i for i, line in enumerate(lines) if _ITEM.match(line)), len(lines))
-    numbered = [i for i, line in enumerate(lines) if _ITEM.match(line)]
-    header = next((i for i, line in enumerate(lines)
-                   if i > first_item and _is_anti_header(line) and any(j > i for j in numbered)), None)
-    if header is not None:
-        definitions, antitheses = _items(lines[:header]), _items(lines[header + 1:])
-    else:
-        everything = _items(lines)
-        definitions, antitheses = everything[:len(names)], everything[len(names):]
-    defs, antis = _assign(definitions, names), _assign(antitheses, names)
-    missing = [f"definition of '{n}'" for n in names if n not in defs]
-    missing += [f"antithesis of '{n}'" for n in names if n not in antis]
-    if missing:
-        where = "" if header is not None else " (no 'Antitheses:' header found)"
-        raise PrincipleParseError(f"could not parse the writer's answer: missing {', '.join(missing)}{where}",
-                                  raw=raw_text,
-                                  hint="expected '1. Name: definition' lines, then 'Antitheses:' and "
-                                       "'1. Name: antithesis' lines")
-    try:
-        return PrincipleSet(name=set_name, task=task or "unknown", writer=writer, source=source,
-                            principles=[Principle(name=n, definition=defs[n], antithesis=antis[n]) for n in names])
-    except ValidationError as exc:
-        from sami_toolkit.core.config import format_validation_error
-
-        raise PrincipleParseError("the writer's answer parsed into an invalid principle set:\n"
-                                  + format_validation_error(exc), raw=raw_text) from None
-
-
 # ------------------------------------------------------------------------------------------------- writers
+#: answers a prompted writer is asked for before it gives up (its ``attempts`` option)
+DEFAULT_ATTEMPTS = 2
+
+
+def attempts_option() -> Any:
+    """The ``attempts`` option of every prompted writer (one definition, shared by hf and litellm)."""
+    from pydantic import Field
+
+    return Field(DEFAULT_ATTEMPTS, ge=1, le=10,
+                 description="Answers to ask for before giving up (exit 4) when an answer is unusable (a missing, "
+                             "empty or repeated definition or antithesis); each retry tells the model what was "
+                             "wrong. Every answer is saved beside --out.")
+
+
+def retry_prompt(prompt: str, problems: Sequence[str]) -> str:
+    """The seed prompt followed by what was wrong with the last answer: a greedy (or temperature-0) writer would
+    otherwise give the same answer again."""
+    return (f"{prompt}\n\nYour previous answer could not be used: {'; '.join(problems)}. Answer again in exactly "
+            "the format above: a definition for every principle, then 'Antitheses:' and, for every principle, an "
+            "antithesis that says the opposite of its definition.")
+
+
 class PromptedWriter(PrincipleWriter):
-    """A principle writer that sends the spec §5.1 seed prompt to a model: subclasses implement :meth:`complete`."""
+    """A principle writer that sends the spec §5.1 seed prompt to a model: subclasses implement :meth:`complete`
+    (and may offer ``attempts: int = attempts_option()`` in their options)."""
 
     @abstractmethod
     def complete(self, prompt: str) -> str:
@@ -220,11 +160,35 @@ class PromptedWriter(PrincipleWriter):
         """What goes in the set's ``writer`` field: the model name."""
         return str(getattr(self.options, "model", self.name))
 
-    def write(self, task: str, principles: Sequence[str]) -> WriterResult:
-        raw = self.complete(writer_prompt(task, principles))
-        principle_set = parse_principles(raw, principles, task=task, writer=self.writer_label(),
-                                         source=f"principle writer '{self.name}' (spec §5.1 seed prompt)")
-        return WriterResult(principle_set=principle_set, raw=raw)
+    def write(self, task: str, principles: Sequence[str], *,
+              on_answer: Callable[[int, str], None] | None = None) -> WriterResult:
+        """Ask up to ``attempts`` times until an answer parses and validates (:func:`parse_principles`); raises
+        :class:`WriterOutputError` (exit 4) when none does. ``on_answer(attempt, raw)`` sees every answer as it
+        arrives (:func:`write_principles` saves it). Answers are scrubbed of secrets before anything sees them."""
+        attempts = max(1, int(getattr(self.options, "attempts", DEFAULT_ATTEMPTS)))
+        prompt = writer_prompt(task, principles)
+        raws: list[str] = []
+        problems: list[str] = []
+        message = ""
+        for attempt in range(1, attempts + 1):
+            raw = scrub(self.complete(prompt if attempt == 1 else retry_prompt(prompt, problems)))
+            raws.append(raw)
+            if on_answer is not None:
+                on_answer(attempt, raw)
+            try:
+                principle_set = parse_principles(raw, principles, task=task, writer=self.writer_label(),
+                                                 source=f"principle writer '{self.name}' (spec §5.1 seed prompt)")
+            except PrincipleParseError as exc:
+                problems, message = exc.problems, exc.message
+                continue
+            return WriterResult(principle_set=principle_set, raw=raw)
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        raise WriterOutputError(f"principle writer '{self.name}' gave no usable answer in {tries}: {message}",
+                                raws=raws, hint=_WRITER_HINT)
+
+
+_WRITER_HINT = ("ask again with more attempts (-o attempts=4), use a stronger model, or turn the saved raw answer "
+                "into a principle set by hand")
 
 
 # ------------------------------------------------------------------------------------------------- saving
@@ -246,16 +210,17 @@ def check_names(names: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def raw_path_for(out: str | os.PathLike) -> Path:
-    """Where the raw answer is kept: ``my-principles.yaml`` -> ``my-principles.raw.txt``."""
-    return Path(out).with_suffix(".raw.txt")
+def raw_path_for(out: str | os.PathLike, attempt: int | None = None) -> Path:
+    """Where the raw answer is kept: ``my-principles.yaml`` -> ``my-principles.raw.txt`` (the last answer: the one
+    the set was made from); a rejected earlier answer -> ``my-principles.attempt-1.raw.txt``."""
+    return Path(out).with_suffix(".raw.txt" if attempt is None else f".attempt-{attempt}.raw.txt")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _saved_where(out: Path, answers: int) -> str:
+    if answers <= 1:
+        return f"the raw answer is saved in {raw_path_for(out)}"
+    earlier = ", ".join(str(raw_path_for(out, n)) for n in range(1, answers))
+    return f"the raw answers are saved in {raw_path_for(out)} (the last) and {earlier}"
 
 
 def principle_set_yaml(principle_set: "PrincipleSet") -> str:
@@ -269,30 +234,63 @@ def principle_set_yaml(principle_set: "PrincipleSet") -> str:
 
 def write_principles(writer: PrincipleWriter, task: str, names: Sequence[str], out: str | os.PathLike, *,
                      set_name: str | None = None, overwrite: bool = False) -> WriterResult:
-    """Ask ``writer`` for principles, validate them, write ``out`` (YAML) and the raw answer beside it.
+    """Ask ``writer`` for principles, validate them, write ``out`` (YAML) and the raw answers beside it.
 
-    When the answer cannot be parsed the raw answer is still saved (``<out stem>.raw.txt``) and the
-    :class:`PrincipleParseError` (exit 2) names that file.
+    ``task`` is checked first (:func:`writer_task`: a known task name or a description in words; exit 2). Every
+    answer is saved as it arrives: the last as ``<out stem>.raw.txt``, rejected earlier ones as
+    ``<out stem>.attempt-<n>.raw.txt``. When no answer is usable, :class:`WriterOutputError` (exit 4) names the
+    saved files and ``out`` is not written.
     """
     out = Path(out)
     names = check_names(names)
-    if not task.strip():
-        raise ConfigError("--task is empty: describe the task, e.g. --task 'summarize reddit posts'")
+    set_task, description = writer_task(task)
     if out.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"--out {out}: the principle set is YAML; use a .yaml file name")
     if out.exists() and not overwrite:
         raise ConfigError(f"--out {out} already exists", hint="pass --force to overwrite it")
-    raw_path = raw_path_for(out)
+    import glob
+
+    for stale in out.parent.glob(f"{glob.escape(out.stem)}.attempt-*.raw.txt"):  # a previous run's rejects
+        stale.unlink(missing_ok=True)
+    answers: list[str] = []
+
+    def save(attempt: int, raw: str) -> None:
+        if answers:  # the previous answer was rejected: it keeps its attempt number
+            atomic_write_text(raw_path_for(out, len(answers)), answers[-1])
+        answers.append(raw)
+        atomic_write_text(raw_path_for(out), raw)
+
     try:
-        result = writer.write(task, names)
-    except PrincipleParseError as exc:
-        _atomic_write(raw_path, exc.raw)
-        raise PrincipleParseError(f"{exc.message}; the raw answer is saved in {raw_path}", raw=exc.raw,
-                                  hint=exc.hint) from None
-    _atomic_write(raw_path, result.raw)
-    principle_set = result.principle_set.model_copy(update={"name": set_name or out.stem})
-    _atomic_write(out, principle_set_yaml(principle_set))
+        if isinstance(writer, PromptedWriter) and type(writer).write is PromptedWriter.write:
+            result = writer.write(description, names, on_answer=save)
+        else:
+            result = _checked(writer, writer.write(description, names), names, save)
+    except PrincipleParseError as exc:  # a writer that parses its answers itself
+        save(len(answers) + 1, scrub(exc.raw))
+        raise WriterOutputError(f"principle writer '{writer.name}': {exc.message}; {_saved_where(out, 1)}",
+                                raws=answers, hint=_WRITER_HINT) from None
+    except WriterOutputError as exc:
+        raise WriterOutputError(f"{exc.message}; {_saved_where(out, len(answers))}", raws=exc.raws,
+                                hint=exc.hint) from None
+    if not answers:
+        save(1, scrub(result.raw))
+    principle_set = result.principle_set.model_copy(update={"name": set_name or out.stem, "task": set_task})
+    atomic_write_text(out, principle_set_yaml(principle_set))
     from sami_toolkit.text.principles import load_principle_set
 
     load_principle_set(out)  # round-trip check: what we wrote is what `principles show` will read
-    return WriterResult(principle_set=principle_set, raw=result.raw)
+    return WriterResult(principle_set=principle_set, raw=answers[-1])
+
+
+def _checked(writer: PrincipleWriter, result: WriterResult, names: Sequence[str],
+             save: Callable[[int, str], None]) -> WriterResult:
+    """Validate a set from a writer that is not a :class:`PromptedWriter` (it cannot be re-prompted): saved, then
+    a :class:`WriterOutputError` when a principle is missing or :func:`principle_problems` rejects it."""
+    save(1, scrub(result.raw))
+    got = {p.name: p for p in result.principle_set.principles}
+    problems = [f"missing principle '{n}'" for n in names if n not in got]
+    problems += principle_problems([(n, got[n].definition, got[n].antithesis) for n in names if n in got])
+    if problems:
+        raise WriterOutputError(f"principle writer '{writer.name}' returned an unusable set: {'; '.join(problems)}",
+                                raws=[result.raw], hint=_WRITER_HINT)
+    return result

@@ -18,7 +18,8 @@ from typing import Any, Iterable, Literal
 
 from pydantic import Field
 
-from sami_toolkit.core.components import ComponentOptions, Query, QuerySource
+from sami_toolkit.core.components import ComponentOptions, QuerySource
+from sami_toolkit.core.records import Query
 from sami_toolkit.core.errors import ConfigError, InfrastructureError
 
 
@@ -155,6 +156,9 @@ def _rows_to_queries(rows: list[dict], options: _FileOptions, where: str) -> lis
     seen: set[str] = set()
     for index, row in enumerate(rows):
         text = row.get(options.text_field)
+        if isinstance(text, (dict, list)):  # str() of a JSON object would silently become the query
+            raise ConfigError(f"{where}: row {index + 1}: '{options.text_field}' must be text, got "
+                              f"{'an object' if isinstance(text, dict) else 'a list'}")
         if text is None or not str(text).strip():
             raise ConfigError(f"{where}: row {index + 1} has no '{options.text_field}'")
         qid = str(row[id_field]) if id_field is not None and row.get(id_field) is not None else str(index)
@@ -177,9 +181,13 @@ class JsonlSource(QuerySource):
     def load(self) -> list[Query]:
         import json
 
+        from sami_toolkit.core.io import read_text
+
         path = _resolve_path(self.options.path)
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        # split on "\n" only: str.splitlines also breaks at U+2028/U+2029, which JSON strings may hold raw
+        text = read_text(path).removeprefix("\ufeff")  # bad bytes: exit 2 naming the file; a BOM is harmless
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -198,14 +206,27 @@ class CsvSource(QuerySource):
     name = "csv"
 
     class Options(_FileOptions):
-        delimiter: str = Field(",", description="Field delimiter.")
+        delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter (one character).")
 
     def load(self) -> list[Query]:
         import csv
+        import io
+
+        from sami_toolkit.core.io import read_text
 
         path = _resolve_path(self.options.path)
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter=self.options.delimiter))
+        # decoded whole by core.io (bad bytes: exit 2 naming the file); StringIO keeps \r\n for csv to handle
+        text = read_text(path).removeprefix("\ufeff")  # spreadsheets save CSV with a byte order mark
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=self.options.delimiter)
+        rows = []
+        try:
+            for row in reader:
+                if None in row:  # DictReader files surplus cells under the key None
+                    raise ConfigError(f"{path}:{reader.line_num}: {len(reader.fieldnames or ())} columns in the "
+                                      f"header but {len(reader.fieldnames or ()) + len(row[None])} in this row")
+                rows.append(row)
+        except csv.Error as exc:  # e.g. a NUL byte, an unterminated quote, a field over csv's size limit
+            raise ConfigError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from None
         return _rows_to_queries(rows, self.options, str(path))
 
 

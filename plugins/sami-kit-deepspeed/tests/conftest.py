@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -17,15 +16,6 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR",
                           / "torch_extensions"))
 
 WORDS = ["cat", "mat", "landlord", "job", "friend", "dog", "question", "post"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_plugin_system() -> Iterator[None]:
-    from sami_toolkit.plugins.loading import reset_plugins
-
-    reset_plugins()
-    yield
-    reset_plugins()
 
 
 def write_pairs(path: Path, n: int) -> Path:

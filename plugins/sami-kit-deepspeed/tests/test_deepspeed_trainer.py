@@ -9,13 +9,20 @@ from pathlib import Path
 import pytest
 
 from sami_toolkit.core.errors import ConfigError
-from sami_toolkit.training.step import TrainRequest, TrainSettings
+from sami_toolkit.training import TrainRequest, TrainSettings
 
 
 def _trainer(name: str = "deepspeed", **options):
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
 
     return get_component("trainers", name, options)
+
+
+def _loss(settings: TrainSettings):
+    """The request's loss, resolved from the settings the way the loop does it."""
+    from sami_toolkit import get_component
+
+    return get_component("losses", settings.loss, settings.loss_options, where="train.loss_options")
 
 
 def _weights(directory: Path) -> dict:
@@ -30,8 +37,9 @@ def _weights(directory: Path) -> dict:
 def _request(model_dir: Path, pairs: Path, out: Path, **settings) -> TrainRequest:
     base = {"lr": 1e-3, "precision": "fp32", "micro_batch_size": 1}
     base.update(settings)
+    train_settings = TrainSettings(**base)
     return TrainRequest(base_model=str(model_dir), pairs_path=pairs, output_dir=out, steps=1, batch_size=4, seed=3,
-                        settings=TrainSettings(**base))
+                        settings=train_settings, loss=_loss(train_settings))
 
 
 # ------------------------------------------------------------------------------------------------- fast
@@ -46,7 +54,7 @@ def test_registered_with_alias_and_validated_options():
 
 
 def test_ds_config_matches_the_settings():
-    from sami_kit_deepspeed.trainer import DeepSpeedOptions, build_ds_config
+    from sami_kit_deepspeed.config import DeepSpeedOptions, build_ds_config
 
     settings = TrainSettings(micro_batch_size=2, max_grad_norm=1.0, lr=5e-7)
     config = build_ds_config(settings, DeepSpeedOptions(zero_stage=3), world_size=8, gas=8, on_gpu=True)
@@ -77,7 +85,8 @@ def test_ds_config_matches_the_settings():
 
 
 def test_launch_commands():
-    from sami_kit_deepspeed.trainer import DeepSpeedOptions, launch_command
+    from sami_kit_deepspeed.config import DeepSpeedOptions
+    from sami_kit_deepspeed.launch import launch_command
 
     cmd = launch_command(DeepSpeedOptions(num_processes=4), Path("/r/request.json"), 29511)
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd
@@ -89,10 +98,12 @@ def test_launch_commands():
 
 
 def test_request_round_trips_through_json(tmp_path):
-    from sami_kit_deepspeed.trainer import DeepSpeedOptions, request_from_json, request_to_json
+    from sami_kit_deepspeed.config import DeepSpeedOptions
+    from sami_kit_deepspeed.launch import request_from_json, request_to_json
 
+    settings = TrainSettings(lr=1e-6, lora={"r": 4})
     request = TrainRequest(base_model="m", pairs_path=tmp_path / "p.jsonl", output_dir=tmp_path / "o", steps=3,
-                           batch_size=8, seed=5, settings=TrainSettings(lr=1e-6, lora={"r": 4}))
+                           batch_size=8, seed=5, settings=settings, loss=_loss(settings))
     back, options = request_from_json(json.loads(json.dumps(request_to_json(request, DeepSpeedOptions(zero_stage=1)))))
     assert back.settings == request.settings and back.output_dir == request.output_dir and back.steps == 3
     assert options.zero_stage == 1

@@ -3,8 +3,11 @@
 Shared by the judge, the principle writer and the sampler so that retries, timeouts, keys and costs behave the same
 everywhere:
 
-* **Keys** are read from the environment variable named by ``api_key_env``; the key is never an option, and it is
-  scrubbed from every error message this module produces, so it cannot reach logs, caches or reports.
+* **Keys** are read from the environment variable named by ``api_key_env`` (else the provider's default variable,
+  e.g. ``OPENAI_API_KEY``); the key is never an option. Every error message this module produces goes through
+  :func:`sami_toolkit.core.secrets.scrub`, which masks the configured key *and* every credential variable of the
+  environment (whichever one a transport actually sent), so a server that echoes the ``Authorization`` header
+  cannot put a key into logs, caches or reports.
 * **Retries** are bounded (``max_retries``) with exponential backoff that honours the server's ``Retry-After``
   (anchors-eval §10 #5: unbounded retries left runs stuck for days). litellm's and the OpenAI SDK's own retries are
   switched off so that this loop is the only one.
@@ -34,6 +37,7 @@ from typing import Any, Awaitable, Callable, Literal, TypeVar
 
 from pydantic import Field
 
+from sami_toolkit import Scrubber, remember_secret, scrub
 from sami_toolkit.core.components import ComponentOptions
 from sami_toolkit.core.errors import ConfigError, InfrastructureError
 
@@ -180,16 +184,19 @@ class ApiClient:
                                   "that is not set",
                                   hint=f"export {options.api_key_env}=... (the key is never put in a config file)")
             self._key = key
+            remember_secret(key)  # masked by every later scrub in this process, whatever the variable's name
         self._sessions: dict[int, Any] = {}  # one aiohttp session per event loop (sessions are loop-bound)
         self._routes: dict[str, str | None] = {}  # model -> name sent over the direct transport; None: litellm
         self._unit_prices: dict[str, tuple[float, float] | None] = {}  # model -> USD per prompt/completion token
 
     # -- secrets -------------------------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
-        """``text`` with the API key (if any) masked: error messages can echo request details."""
-        if self._key and self._key in text:
-            text = text.replace(self._key, "***redacted***")
-        return text
+        """``text`` with every key this process may send masked (error messages can echo request details)."""
+        return scrub(text, (self._key,))
+
+    def scrubber(self) -> Scrubber:
+        """:meth:`scrub` with the environment read once, for a batch of answers."""
+        return Scrubber((self._key,))
 
     # -- pricing -------------------------------------------------------------------------------------------
     def has_custom_price(self) -> bool:
@@ -372,6 +379,7 @@ class ApiClient:
         else:
             attempt, classify = (lambda: self._call_litellm(model, messages, params)), self._classify_litellm
         last = ""
+        unreachable = False
         for n in range(self.options.max_retries + 1):
             try:
                 return await attempt()
@@ -381,13 +389,44 @@ class ApiClient:
                 kind, last = classify(model, exc)
                 if kind != "retry":
                     raise CallFailed(last, fatal=kind == "fatal") from None
+                unreachable = _unreachable(exc)
                 if n < self.options.max_retries:
                     await asyncio.sleep(self._backoff(n, exc))
         tries = self.options.max_retries + 1
-        raise CallFailed(f"{model}: gave up after {tries} attempt{'s' if tries > 1 else ''}: {last}")
+        attempts = f"{tries} attempt{'s' if tries > 1 else ''}"
+        if unreachable:  # nothing listens there: every other call would fail the same way (exit 4, issue 14 §1)
+            where = self.options.api_base or "the provider's API"
+            raise CallFailed(f"{model}: {UNREACHABLE} ({where}) after {attempts}: {last}", fatal=True)
+        raise CallFailed(f"{model}: gave up after {attempts}: {last}")
+
+
+#: the words of a connection that could not be made at all (refused, unknown host, no route)
+UNREACHABLE = "cannot connect to the API"
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a connection that could not be made: refused, unknown host, no
+    route. litellm wraps it several times (InternalServerError < APIConnectionError < httpx.ConnectError <
+    ConnectionRefusedError), so the whole cause chain is searched. A timeout is not one: a slow server is not a
+    missing one."""
+    import socket
+
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        if type(node).__name__ in ("ClientConnectorError", "ClientConnectorDNSError", "ConnectError"):
+            return True
+        node = node.__cause__ or node.__context__
+    return False
 
 
 def fatal_error(component: str, message: str, api_key_env: str | None) -> InfrastructureError:
+    if UNREACHABLE in message:
+        return InfrastructureError(scrub(f"{component}: {message}"),
+                                   hint="is the server running? check api_base and the network")
     hint = (f"check the key in ${api_key_env} and the model name" if api_key_env
             else "check the model name and the provider's key variable (or set api_key_env)")
-    return InfrastructureError(f"{component}: {message}", hint=hint)
+    return InfrastructureError(scrub(f"{component}: {message}"), hint=hint)

@@ -12,7 +12,8 @@ Per item it renders the task's judge prompt (system + user message), asks the mo
   cache, then :class:`~sami_toolkit.core.errors.BudgetExceeded` (exit 4) is raised, so a rerun with a higher cap resumes
   where this one stopped.
 
-Cached judgments report ``cost=0.0`` (no new spend) and ``cached=True``.
+Cached judgments report ``cost=0.0`` (no new spend) and ``cached=True``. Every ``raw`` and ``error`` goes through
+:func:`sami_toolkit.core.secrets.scrub` before it is returned or cached (issue 14 §4: a server may echo the key).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from sami_toolkit.core.components import ComponentOptions, Judge, JudgeItem, Judgment
+from sami_toolkit.core.components import ComponentOptions, Judge
+from sami_toolkit.core.records import JudgeItem, Judgment
 from sami_toolkit.core.errors import BudgetExceeded, ConfigError
-from sami_toolkit.judging.pairwise import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
+from sami_toolkit import Scrubber
+from sami_toolkit.judging import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 
@@ -113,6 +116,7 @@ class LiteLLMJudge(Judge):
         prepared = self._prepare(items)
         results: list[Judgment | None] = [None] * len(prepared)
         cache = open_cache(self.options.cache_path)
+        clean = Scrubber()  # answers cached before a key was scrubbed come back masked
         try:
             todo: list[_Prepared] = []
             duplicates: list[tuple[_Prepared, _Prepared]] = []  # identical calls in one batch are made once
@@ -120,8 +124,8 @@ class LiteLLMJudge(Judge):
             for p in prepared:
                 hit = cache.get(p.key) if cache is not None else None
                 if hit is not None:
-                    results[p.index] = Judgment(id=p.item.id, verdict=hit.verdict, raw=hit.raw,  # type: ignore[arg-type]
-                                                cost=0.0, cached=True)
+                    results[p.index] = Judgment(id=p.item.id, verdict=hit.verdict,  # type: ignore[arg-type]
+                                                raw=clean(hit.raw), cost=0.0, cached=True)
                     if progress is not None:
                         progress(1)
                 elif p.key in first:
@@ -149,6 +153,7 @@ class LiteLLMJudge(Judge):
         budget = _Budget(self, client) if self.options.max_cost is not None else None
         semaphore = asyncio.Semaphore(self.options.concurrency)
         fatal: list[str] = []
+        clean = client.scrubber()
 
         async def one(p: _Prepared) -> None:
             async with semaphore:
@@ -167,21 +172,22 @@ class LiteLLMJudge(Judge):
                     if exc.fatal:
                         fatal.append(str(exc))
                         return
-                    results[p.index] = Judgment(id=p.item.id, verdict="failed", raw="", error=str(exc))
+                    results[p.index] = Judgment(id=p.item.id, verdict="failed", raw="",
+                                                error=client.scrub(str(exc)))
                 else:
                     self.spent += completion.cost
                     if budget is not None:
                         budget.release(reserved)
                     verdict = parse_final_answer(completion.text)
+                    raw = clean(completion.text)
                     if verdict is None:
                         results[p.index] = Judgment(
-                            id=p.item.id, verdict="failed", raw=completion.text, cost=completion.cost,
+                            id=p.item.id, verdict="failed", raw=raw, cost=completion.cost,
                             error="could not parse a final answer: expected 'Final Response: A' or 'B'")
                     else:
-                        results[p.index] = Judgment(id=p.item.id, verdict=verdict, raw=completion.text,
-                                                    cost=completion.cost)
+                        results[p.index] = Judgment(id=p.item.id, verdict=verdict, raw=raw, cost=completion.cost)
                         if cache is not None:
-                            cache.put(p.key, verdict=verdict, raw=completion.text, cost=completion.cost,
+                            cache.put(p.key, verdict=verdict, raw=raw, cost=completion.cost,
                                       model=self.options.model)
                 if progress is not None:
                     progress(1)

@@ -60,7 +60,7 @@ class LiteLLMSampler(Sampler):
             if any(f.fatal for f in failures):
                 raise fatal_error(f"sampler '{self.name}'", str(next(f for f in failures if f.fatal)),
                                   self.options.api_key_env)
-            raise InfrastructureError(f"sampler '{self.name}': {len(failures)} of {len(prompts)} prompts failed "
-                                      f"after retries; first error: {failures[0]}",
+            raise InfrastructureError(client.scrub(f"sampler '{self.name}': {len(failures)} of {len(prompts)} "
+                                                   f"prompts failed after retries; first error: {failures[0]}"),
                                       hint="raise max_retries/timeout or lower concurrency")
         return [str(o) for o in outputs]

@@ -1,4 +1,7 @@
-"""The ``litellm`` principle writer: the spec §5.1 seed prompt sent to an API model (the paper used claude-opus)."""
+"""The ``litellm`` principle writer: the spec §5.1 seed prompt sent to an API model (the paper used claude-opus).
+
+An unusable answer is asked for again (``attempts``, with the problem named); API failures are not: they are
+already retried inside the client (``max_retries``) and then fail with exit 4."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pydantic import Field
 
 from sami_toolkit.core.components import ComponentOptions
 from sami_toolkit.core.errors import InfrastructureError
-from sami_toolkit.text.principle_writing import PromptedWriter
+from sami_toolkit.text.principle_writing import PromptedWriter, attempts_option
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 
@@ -22,6 +25,7 @@ class _WriterFields(ComponentOptions):
                                                             "the API allows).")
     max_tokens: int = Field(1024, ge=16, description="Longest answer in tokens.")
     system_prompt: str | None = Field(None, description="Optional system message sent before the seed prompt.")
+    attempts: int = attempts_option()
 
 
 class LiteLLMWriter(PromptedWriter):
@@ -49,5 +53,5 @@ class LiteLLMWriter(PromptedWriter):
         except CallFailed as exc:
             if exc.fatal:
                 raise fatal_error(f"principle writer '{self.name}'", str(exc), self.options.api_key_env) from None
-            raise InfrastructureError(f"principle writer '{self.name}': {exc}",
+            raise InfrastructureError(client.scrub(f"principle writer '{self.name}': {exc}"),
                                       hint="check api_base / the provider's status, or raise timeout/max_retries") from None

@@ -20,14 +20,11 @@ os.environ["SAMI_KIT_TEST_KEY_ENV"] = KEY_ENV
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fresh plugin system, a private cache directory and the fake key in the environment for every test."""
-    from sami_toolkit.plugins.loading import reset_plugins
-
+    """A private cache directory and the fake key in the environment for every test (components come from a
+    registry each test builds, so there is no plugin state to reset)."""
     monkeypatch.setenv("SAMI_KIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv(KEY_ENV, FAKE_KEY)
-    reset_plugins()
     yield
-    reset_plugins()
 
 
 def prefer_good(request: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from sami_toolkit.core.errors import BudgetExceeded, ConfigError, InfrastructureError
 from sami_toolkit.judging.cache import JudgmentCache
 from sami_toolkit.judging.pairwise import ComparisonPair, count_outcomes, judge_pairs
-from sami_toolkit.plugins.registry import get_component
+from sami_toolkit import get_component
 from sami_toolkit.testing.server import Fault, OpenAIServer, last_user_message
 
 import os
@@ -215,3 +216,55 @@ def test_identical_items_in_one_batch_are_asked_once(server: OpenAIServer) -> No
     out = judge_pairs(make_judge(server, None), same, both_orders=True)
     assert server.count == 1  # 8 orders, all the same text in the same slots
     assert all(o.outcome == 0.5 for o in out)  # the judge always says A: a position tie
+
+
+#: a key that only the provider's default variable holds (issue 14 §4)
+OPENAI_KEY = "sk-openai-ENV-ONLY-4b3a2918c7d6"
+
+
+def test_default_variable_key_never_leaks_when_the_server_echoes_it(
+        server: OpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture, transport: str) -> None:
+    """With ``api_key_env`` unset the key comes from OPENAI_API_KEY (sent by either transport); a server that echoes
+    the Authorization header in error bodies and answers must not get it into judgments, files, caches or logs."""
+    import dataclasses
+    import logging
+
+    from sami_toolkit.core.io import atomic_write_jsonl
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    echo = {0: Fault("echo-auth"), 1: Fault("echo-auth", status=500), 2: Fault("echo-auth", status=422)}
+    base_reply = server.reply
+
+    def question(req: dict[str, Any]) -> int:
+        match = re.search(r"Human: question (\d+)\n", last_user_message(req))
+        return int(match.group(1)) if match else -1
+
+    server.fault = lambda req, n: echo.get(question(req))
+    server.reply = lambda req: (f"I was called with Authorization: Bearer {OPENAI_KEY} (key {OPENAI_KEY}).\n"
+                                + base_reply(req)) if question(req) == 3 else base_reply(req)
+    cache = tmp_path / "j.sqlite"
+    outcomes = judge_pairs(make_judge(server, cache, api_key_env=None, max_retries=1), pairs(5))
+
+    sent = {value for r in server.requests for name, value in r.headers.items() if name.lower() == "authorization"}
+    assert sent == {f"Bearer {OPENAI_KEY}"}  # the default variable's key was really sent, by this transport too
+    assert [o.failed for o in outcomes] == [True, True, True, False, False]
+    assert all("***" in (o.error or "") for o in outcomes[:3]), [o.error for o in outcomes]  # echoed, then masked
+    assert "***" in outcomes[3].raw[0] and outcomes[3].outcome == 1.0  # the verdict still parses
+    judgments = tmp_path / "judgments.jsonl"
+    atomic_write_jsonl(judgments, [dataclasses.asdict(o) for o in outcomes])
+    again = judge_pairs(make_judge(server, cache, api_key_env=None, max_retries=1), pairs(5))
+    assert again[3].cached and again[4].cached  # what was cached comes back scrubbed too
+
+    server.fault = lambda req, n: Fault("echo-auth", status=401)  # fatal: the error becomes the exit-4 message
+    with pytest.raises(InfrastructureError) as info:
+        judge_pairs(make_judge(server, None, api_key_env=None, max_retries=0), pairs(1, task="generic"))
+
+    blob = repr(outcomes) + repr(again) + str(info.value) + judgments.read_text(encoding="utf-8")
+    for path in cache.parent.iterdir():  # the sqlite file and its WAL
+        blob += path.read_bytes().decode("utf-8", "replace")
+    captured = capfd.readouterr()
+    blob += captured.out + captured.err + caplog.text
+    assert "***" in str(info.value)
+    assert OPENAI_KEY not in blob and FAKE_KEY not in blob

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from sami_toolkit.core.errors import InfrastructureError
 from sami_toolkit.text.principles import load_principle_set
-from sami_toolkit.plugins.registry import get_component, get_registry
+from sami_toolkit import get_component, load_plugins
 from sami_toolkit.testing.server import Fault, OpenAIServer, last_user_message
 
 import os
@@ -35,7 +35,7 @@ def write_args(server: OpenAIServer, out: Path, *extra: str) -> list[str]:
 
 
 def test_plugin_registers_its_components() -> None:
-    registry = get_registry()
+    registry = load_plugins()
     assert registry.get("judges", "api") is registry.get("judges", "litellm")
     assert "litellm" in registry.names("principle-writers") and "litellm" in registry.names("samplers")
     assert registry.entry("judges", "litellm").plugin == "sami-kit-litellm"
@@ -63,7 +63,8 @@ def test_cli_write_exit_codes(tmp_path: Path) -> None:
     runner = CliRunner()
     with OpenAIServer(reply="1. Concise: Be brief.\n2. Comprehensive: Be complete.") as server:
         result = runner.invoke(cli, write_args(server, tmp_path / "half.yaml"))
-    assert result.exit_code == 2, result.output
+        assert server.count == 2  # asked again once (attempts: 2), the retry naming what was missing
+    assert result.exit_code == 4, result.output  # no usable answer: the writer failed
     assert "antithesis of 'concise'" in result.stderr and "half.raw.txt" in result.stderr
     assert (tmp_path / "half.raw.txt").read_text(encoding="utf-8").startswith("1. Concise: Be brief.")
     assert not (tmp_path / "half.yaml").exists()
@@ -93,3 +94,31 @@ def test_sampler_keeps_order_and_fails_loudly() -> None:
         server.fault = lambda req, n: Fault("500") if "number 3" in last_user_message(req) else None
         with pytest.raises(InfrastructureError, match="1 of 10 prompts failed"):
             sampler.generate("openai/some-model", prompts)
+
+
+def test_cli_write_rejects_an_unknown_task_before_any_call(tmp_path: Path) -> None:
+    from sami_toolkit.cli import cli
+
+    with OpenAIServer(reply=ANSWER) as server:
+        args = write_args(server, tmp_path / "x.yaml")
+        args[args.index("--task") + 1] = "tldrr"
+        result = CliRunner().invoke(cli, args)
+        assert server.count == 0
+    assert result.exit_code == 2 and "unknown task 'tldrr'" in result.stderr and "Did you mean 'tldr'?" in result.stderr
+
+
+def test_cli_write_asks_again_when_the_antithesis_repeats_the_definition(tmp_path: Path) -> None:
+    """Issue 14 §6: an answer whose antithesis equals its definition is not accepted; the retry names the problem."""
+    from sami_toolkit.cli import cli
+
+    same = ANSWER.replace("Summaries should be long and rambling.", "Summaries should be brief and to the point.")
+    with OpenAIServer(reply=lambda req: ANSWER if "previous answer could not be used" in last_user_message(req)
+                      else same) as server:
+        out = tmp_path / "mine.yaml"
+        result = CliRunner().invoke(cli, write_args(server, out))
+        prompts = [last_user_message(r.body) for r in server.requests]
+    assert result.exit_code == 0, result.output
+    assert len(prompts) == 2 and "the antithesis of 'concise' repeats its definition" in prompts[1]
+    assert load_principle_set(out).get("concise").antithesis == "Summaries should be long and rambling."
+    assert (tmp_path / "mine.raw.txt").read_text(encoding="utf-8") == ANSWER
+    assert (tmp_path / "mine.attempt-1.raw.txt").read_text(encoding="utf-8") == same

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydantic import Field
 
-from sami_toolkit.evaluation.evaluators import MIEvaluator, MIProtocolOptions, ScoringSession
+from sami_toolkit.evaluation.mi import MIEvaluator, MIProtocolOptions, ScoringSession
 
 from .engine import VLLMEngineOptions
 

@@ -27,15 +27,6 @@ def _forget_vllm() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_plugin_system() -> Iterator[None]:
-    from sami_toolkit.plugins.loading import reset_plugins
-
-    reset_plugins()
-    yield
-    reset_plugins()
-
-
-@pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
     """Tiny models run fastest on one thread, and far faster than two when other test runs share the CPUs."""
     import torch

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sami_toolkit.core.components import Query, Sampler
+from sami_toolkit.core.components import Sampler
+from sami_toolkit.core.records import Query
 
 QUERIES = [Query("q1", "The cat sat on the mat and my dog sat with my friend."),
            Query("q2", "I have a question about my landlord and my job.")]
@@ -25,7 +26,7 @@ class CyclingSampler(Sampler):
 
 
 def _context(model_dir: Path, sampler: Any, out_dir: Path) -> Any:
-    from sami_toolkit.evaluation.evaluators import EvalContext
+    from sami_toolkit.evaluation.context import EvalContext
     from sami_toolkit.testing import FixedPrincipleWriter
 
     pset = FixedPrincipleWriter().write("tldr", ["concise", "thorough"]).principle_set
@@ -34,7 +35,7 @@ def _context(model_dir: Path, sampler: Any, out_dir: Path) -> Any:
 
 
 def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: Path, tmp_path: Path) -> None:
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
     fixed = CyclingSampler()  # deterministic responses: only the scoring differs
     core = get_component("evaluators", "mi", {"dtype": "float32", "autocast": False}).evaluate(
         _context(vllm_model_dir, fixed, tmp_path / "core"))
@@ -60,7 +61,7 @@ def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: 
 
 
 def test_mi_vllm_reuses_the_vllm_samplers_engine(fake_vllm: Any, vllm_model_dir: Path, tmp_path: Path) -> None:
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
 
     sampler = get_component("samplers", "vllm", {"dtype": "float32", "max_new_tokens": 4})
     result = get_component("evaluators", "mi-vllm", {"dtype": "float32"}).evaluate(
@@ -75,7 +76,7 @@ def test_mi_vllm_reuses_the_vllm_samplers_engine(fake_vllm: Any, vllm_model_dir:
 
 def test_mi_vllm_needs_a_principle_set(vllm_module: Any, vllm_model_dir: Path, tmp_path: Path) -> None:
     from sami_toolkit.core.errors import ConfigError
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
     from sami_toolkit.testing import EchoSampler
 
     ctx = _context(vllm_model_dir, EchoSampler(), tmp_path)

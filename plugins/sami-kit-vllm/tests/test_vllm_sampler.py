@@ -20,13 +20,13 @@ PROMPTS = [
 
 
 def _sampler(**options: Any) -> Any:
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
 
     return get_component("samplers", "vllm", options)
 
 
 def test_plugin_registers_without_importing_vllm_or_torch() -> None:
-    code = ("import sys, sami_kit_vllm; from sami_toolkit.plugins.registry import get_registry; r = get_registry(); "
+    code = ("import sys, sami_kit_vllm; from sami_toolkit import load_plugins; r = load_plugins(); "
             "print(r.get('samplers', 'vllm').__name__, r.get('evaluators', 'mi-vllm').__name__, "
             "'vllm' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -52,7 +52,7 @@ def test_invalid_options_are_config_errors() -> None:
 
 def test_greedy_output_equals_the_hf_sampler(vllm_module: Any, vllm_model_dir: Path,
                                              engine_options: dict) -> None:
-    from sami_toolkit.plugins.registry import get_component
+    from sami_toolkit import get_component
 
     vllm_out = _sampler(max_new_tokens=12, **engine_options).generate(str(vllm_model_dir), PROMPTS)
     hf = get_component("samplers", "hf", {"max_new_tokens": 12, "batch_size": 1, "dtype": "float32",

@@ -150,7 +150,7 @@ def test_bad_input_is_rejected_before_loading(fake_vllm: Any, vllm_model_dir: Pa
 def test_mi_summary_matches_the_formulas() -> None:
     import torch
 
-    from sami_toolkit.evaluation.evaluators import mi_summary
+    from sami_toolkit.evaluation.mi import mi_summary
 
     scores = torch.tensor([[[-10.0, -14.0, -9.0], [-12.0, -11.0, -13.0], [-15.0, -16.0, -8.0]],
                            [[-5.0, -6.0, -7.0], [-6.5, -4.0, -9.0], [-8.0, -7.5, -3.0]]])
