@@ -143,3 +143,20 @@ def test_scrubbing_imports_nothing_heavy() -> None:
             "print(sorted(m for m in ('torch', 'pydantic', 'litellm', 'yaml') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_run_manifest_never_stores_a_secret_typed_on_the_command_line(tmp_path, monkeypatch):
+    import json
+
+    from sami_toolkit.core.run_dir import RunDir
+    from sami_toolkit.plugins.loading import PluginSystem
+
+    key = "sk-manifest-test-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setattr("sys.argv", ["sami-kit", "run", "cfg.yaml", "--judge-option", f"api_key={key}"])
+    run = RunDir(tmp_path / "run")
+    run.create(config={"name": "x"}, config_hash="h", seed=0, principles={"task": "tldr"},
+               plugins=PluginSystem().records)
+    text = (tmp_path / "run" / "manifest.json").read_text(encoding="utf-8")
+    assert key not in text
+    assert "api_key=***" in json.dumps(json.loads(text))  # argv is recorded, with the key masked

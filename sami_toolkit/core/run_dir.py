@@ -204,8 +204,11 @@ class RunDir:
         return self._manifest
 
     def save_manifest(self) -> None:
+        from sami_toolkit.core.secrets import scrub_data
+
         self.manifest["updated"] = _now()
-        atomic_write_json(self.manifest_path, self.manifest)
+        # the manifest records argv and plugin errors: a key typed on the command line must not land on disk
+        atomic_write_json(self.manifest_path, scrub_data(self.manifest))
 
     def create(self, *, config: dict[str, Any], config_hash: str, seed: int, principles: dict[str, Any],
                plugins: Iterable[Any] = ()) -> None:
