@@ -57,19 +57,12 @@ def stats_cmd(file: str, ties: str | None, as_json: bool, bootstrap: int | None,
     if as_json:
         print_json({**result.to_dict(), **({"judge_health": health} if health else {})})
         return
-    from rich.table import Table
-
     from sami_toolkit.cli.common import stderr_console
-    from sami_toolkit.report.ci import stats_rows
+    from sami_toolkit.report.ci import stats_table
 
     console = stderr_console()
-    table = Table(title=f"{Path(file).name}: n={result.n} scored, {result.failures} failed "
-                        f"(W/T/L {result.wins}/{result.ties}/{result.losses})")
-    for col in ("metric", "value", "SEM", "95% CI"):
-        table.add_column(col)
-    for row in stats_rows(result):
-        table.add_row(*row)
-    console.print(table)
+    console.print(stats_table(result, f"{Path(file).name}: n={result.n} scored, {result.failures} failed "
+                                      f"(W/T/L {result.wins}/{result.ties}/{result.losses})"))
     t = "n/a" if result.t is None else f"{result.t:.2f}"
     lt = "n/a" if result.logistic_t is None else f"{result.logistic_t:.2f}"
     console.print(f"raw: t={t}, p {p_value_label(result.p_value)}; logistic (fit SE): t={lt}, "

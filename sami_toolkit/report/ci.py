@@ -107,19 +107,26 @@ def cost_line(meta: dict[str, Any]) -> str:
             "cache")
 
 
+def stats_table(stats: "WinRateStats", title: str) -> Any:
+    """The metric / value / SEM / 95% CI table of one set of statistics (``eval compare`` and ``eval stats``)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("metric", "value", "SEM", "95% CI"):
+        table.add_column(col)
+    for row in stats_rows(stats):
+        table.add_row(*row)
+    return table
+
+
 def print_summary(result: "CompareResult", console: Any) -> None:
     """Rich tables on stderr: statistics, judge health and its warnings, cost and cache hits, the gate verdict
     (warnings are printed here, not only in the HTML page: a CI log is what people read)."""
     from rich.table import Table
 
     s = result.stats
-    table = Table(title=f"{result.meta.get('candidate')} vs {result.meta.get('baseline')} "
-                        f"(judge: {result.meta.get('judge_model')})")
-    for col in ("metric", "value", "SEM", "95% CI"):
-        table.add_column(col)
-    for row in stats_rows(s):
-        table.add_row(*row)
-    console.print(table)
+    console.print(stats_table(s, f"{result.meta.get('candidate')} vs {result.meta.get('baseline')} "
+                                 f"(judge: {result.meta.get('judge_model')})"))
     console.print(f"n={s.n} scored (wins {s.wins} / ties {s.ties} / losses {s.losses}), failures={s.failures}, "
                   f"t={s.t if s.t is None else round(s.t, 2)}, p={s.p_value if s.p_value is None else f'{s.p_value:.3g}'}")
     health = Table(title="judge health")
