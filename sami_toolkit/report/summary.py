@@ -37,19 +37,18 @@ def _fmt(metrics: dict, key: str) -> str:
     return str(value)
 
 
-def _columns(run: "RunDir", last: int) -> list[tuple[str, str]]:
+def _columns(all_metrics: list[dict]) -> list[tuple[str, str]]:
     """The metric columns that have a value in at least one iteration (a run without a judge shows no win rate)."""
-    all_metrics = [_read_json(run.metrics_path(t)) for t in range(0, last + 1)]
     return [(title, key) for title, key in SUMMARY_COLUMNS if any(key in m for m in all_metrics)]
 
 
 def summary_rows(run: "RunDir", config: "RunConfig", upto: int | None = None) -> tuple[list[str], list[list[str]]]:
     """``(headers, rows)``: one row per iteration that has metrics or a filter record."""
     last = config.iterations if upto is None else upto
-    columns = _columns(run, last)
+    all_metrics = [_read_json(run.metrics_path(t)) for t in range(0, last + 1)]  # each file read once
+    columns = _columns(all_metrics)
     rows = []
-    for t in range(0, last + 1):
-        metrics = _read_json(run.metrics_path(t))
+    for t, metrics in enumerate(all_metrics):
         filt = _read_json(run.iteration_dir(t) / "filter.json")
         if not metrics and not filt:
             continue
@@ -85,7 +84,8 @@ def footnote(columns: Sequence[tuple[str, str]] | None = None) -> str:
 def write_summary(run: "RunDir", config: "RunConfig") -> Path:
     """``summary.md``: what was run and the per-iteration metrics, readable without any tool."""
     headers, rows = summary_rows(run, config)
-    columns = _columns(run, config.iterations)
+    shown_titles = set(headers[4:])  # the metric columns summary_rows chose (no second read of metrics.json)
+    columns = [(title, key) for title, key in SUMMARY_COLUMNS if title in shown_titles]
     # _read_json gives {} for an iteration not trained yet
     precisions = sorted({_read_json(run.iteration_dir(t) / "train.json").get("precision")
                          for t in range(1, config.iterations + 1)} - {None})
