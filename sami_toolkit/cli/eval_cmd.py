@@ -241,6 +241,13 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
     print_summary(result, console)
     for path in written:
         console.print(f"wrote {path}")
+    if config.report_to:  # the summary, gate verdict and judge health to the trackers; never changes the exit code
+        from rich.markup import escape
+
+        from sami_toolkit.tracking.compare import log_compare
+
+        log_compare(config, result, current_registry(), written=written,
+                    report=lambda line: console.print(f"[yellow]warning: {escape(line)}[/yellow]", highlight=False))
     if as_json:
         print_json(clean_summary(result))
     sys.stdout.flush()

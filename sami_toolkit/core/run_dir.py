@@ -246,7 +246,7 @@ class RunDir:
         """What differs between the recorded config and ``payload`` (a config's ``hash_payload()``: everything but
         ``run_dir``), one ``key: old -> new`` line per dotted key — what a refused ``--resume`` shows; at most
         :data:`MAX_LISTED_CHANGES` lines and a last ``... and N more``."""
-        recorded = {k: v for k, v in self.recorded_config().items() if k != "run_dir"}
+        recorded = {k: v for k, v in self.recorded_config().items() if k not in ("run_dir", "report_to")}
         changes = config_changes(recorded, payload)
         if len(changes) > MAX_LISTED_CHANGES:
             changes = [*changes[:MAX_LISTED_CHANGES], f"... and {len(changes) - MAX_LISTED_CHANGES} more"]
@@ -277,6 +277,15 @@ class RunDir:
         entry.update(extra)
         self._stages(t)[stage] = entry
         self.save_manifest()
+
+    def refresh_hash(self, t: int, stage: str) -> None:
+        """Re-hash a finished stage's output after a file was added to it on purpose (the model card written into
+        the checkpoint after its evaluation), so the manifest keeps describing what is on disk."""
+        entry = self._stages(t).get(stage) or {}
+        output = self.root / entry["output"] if entry.get("output") else None
+        if output is not None and output.exists():
+            entry["hash"] = hash_layout(output) if output.is_dir() else hash_path(output)
+            self.save_manifest()
 
     def set_iteration_info(self, t: int, **info: Any) -> None:
         self.manifest["iterations"].setdefault(str(t), {}).update(info)

@@ -13,17 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sami_toolkit.core.component_refs import ComponentRef, TrackerRefs
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class ComponentSpec(_Strict):
-    """A registered component by name, with its options."""
-
-    name: str = Field(description="Registered component name (see `sami-kit <kind> list`).")
-    options: dict[str, Any] = Field(default_factory=dict, description="The component's options "
-                                                                     "(`sami-kit <kind> show NAME` lists them).")
 
 
 class SideConfig(_Strict):
@@ -31,7 +25,7 @@ class SideConfig(_Strict):
 
     model: str | None = Field(None, description="Model reference (hub id, local directory, .gguf file or "
                                                 "'smollm2') whose responses are generated with `sampler`.")
-    sampler: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="hf"),
+    sampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="hf"),
                                    description="Sampler used to generate this side's responses from `model`.")
     responses: Path | None = Field(None, description="JSONL of ready-made responses, one "
                                                      '{"id", "prompt", "response"} object per line.')
@@ -105,7 +99,7 @@ class EvalConfig(_Strict):
                                                      "is its all-positive constitution (spec §8.2).")
     principle_names: list[str] | None = Field(None, description="Use only these principles of the set.")
     constitution: str | None = Field(None, description="Explicit constitution text (overrides `principles`).")
-    judge: ComponentSpec = Field(description="Pairwise judge, e.g. {name: litellm, options: {model: gpt-4o}}.")
+    judge: ComponentRef = Field(description="Pairwise judge, e.g. {name: litellm, options: {model: gpt-4o}}.")
     seed: int = Field(1, ge=0, le=2**32 - 1, description="Seed for judge positions (spec §8.3 uses 1) and "
                       "principle-order shuffles; 0..2**32-1 (what numpy and torch accept).")
     both_orders: bool = Field(False, description="Judge each pair in both orders (MT-Bench reconciliation; "
@@ -131,6 +125,9 @@ class EvalConfig(_Strict):
     max_cost: float | None = Field(None, gt=0, description="Judge budget in USD, passed to the judge's "
                                                            "`max_cost` (exit 4 when it would be crossed).")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Output files.")
+    report_to: TrackerRefs = Field(default_factory=list, description="Experiment trackers the summary, gate "
+                                   "verdict and judge health are logged to (`sami-kit trackers list`): names or "
+                                   "{name, options} entries; see docs/tracking.md.")
 
     @model_validator(mode="after")
     def _constitution_source(self) -> "EvalConfig":

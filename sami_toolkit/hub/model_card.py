@@ -32,6 +32,8 @@ SOURCE_DATASETS = {"hh-rlhf": "Anthropic/hh-rlhf", "tldr": "openai/summarize_fro
 EMBEDDED_BASES = {"smollm2": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
 TAGS = ("sami", "sami-kit")
 CARD_NAME = "README.md"
+#: what the loading example loads before the card names a repository (``sami-kit push`` rewrites it)
+LOCAL_REF = "path/to/this/checkpoint"
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def _usage(model_ref: str, adapter: bool, generation: str) -> str:
 
 def build_model_card(run_dir: str | Path, t: int, *, repo_id: str | None = None) -> "ModelCard":
     """The card of iteration ``t``'s checkpoint of the run in ``run_dir`` (``repo_id`` goes into the loading
-    example; default: the checkpoint's path)."""
+    example and the title; without it, a placeholder path: the card holds no absolute path)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     root = Path(run_dir)
@@ -185,7 +187,8 @@ def build_model_card(run_dir: str | Path, t: int, *, repo_id: str | None = None)
         "## Constitution", _principles(pset),
         "## Training", _settings(config, train, t, int(config.get("iterations") or t)),
         f"## Evaluation (iteration {t})", metrics_table(metrics),
-        "## How to use", _usage(repo_id or str(checkpoint), adapter, generation),
+        # no absolute path in the card: a checkpoint's bytes must not depend on where its run directory lives
+        "## How to use", _usage(repo_id or LOCAL_REF, adapter, generation),
     ])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 

@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from sami_toolkit.core.component_refs import ComponentRef, TrackerRefs
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.training.settings import TrainSettings
 
@@ -33,13 +34,6 @@ MAX_EXTENDS_DEPTH = 16
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class ComponentRef(_Model):
-    """A registered component and its options (``sami-kit <kind> show NAME`` lists the options)."""
-
-    name: str = Field(description="Registered component name.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Options of the component.")
 
 
 class ConstitutionsConfig(_Model):
@@ -123,6 +117,9 @@ class RunConfig(_Model):
     judge: ComponentRef | None = Field(None, description="Pairwise judge for win-rate evaluators (optional).")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out evaluation settings.")
     run_dir: str | None = Field(None, description="Run directory (default runs/<name>).")
+    report_to: TrackerRefs = Field(default_factory=list, description="Experiment trackers to log to "
+                                   "(`sami-kit trackers list`): names, e.g. [tensorboard, wandb], or {name, options} "
+                                   "entries; see docs/tracking.md.")
 
     @field_validator("task")
     @classmethod
@@ -193,11 +190,13 @@ class RunConfig(_Model):
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
 
     def hash_payload(self) -> dict[str, Any]:
-        """The config as hashed for ``--resume``: everything except where the run lives."""
+        """The config as hashed for ``--resume``: everything except where the run lives and what it reports to
+        (trackers change no result, and a tracker may be added to a resumed run)."""
         from sami_toolkit.core.config import redact
 
         data = redact(self.model_dump(mode="json"))
         data.pop("run_dir", None)
+        data.pop("report_to", None)
         return data
 
     def content_hash(self) -> str:

@@ -13,6 +13,10 @@ For iteration η = 1..N:
 4. **eval** — every configured evaluator on held-out queries (also for the base model as iteration 0), written
    to ``metrics.json``.
 
+Each checkpoint gets a model card (``README.md``, :mod:`sami_toolkit.hub.model_card`), and with ``report_to`` every
+step, iteration and file is also sent to experiment trackers (:mod:`sami_toolkit.tracking.run_tracking`), which can
+fail without stopping the run.
+
 Every random choice is seeded from ``(seed, iteration, query id)`` (:func:`sami_toolkit.run.plan.seeded_rng`),
 never from a shared stream, so a resumed run draws exactly what an uninterrupted one would have.  Stage completion
 is recorded in the manifest with a hash of the output (:mod:`sami_toolkit.core.run_dir`); the rows of
@@ -42,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sami_toolkit.plugins.registry import Registry
     from sami_toolkit.run.config import RunConfig
     from sami_toolkit.text.constitutions import Constitution
+    from sami_toolkit.tracking.run_tracking import RunTracking
 
 #: env var for fault-injection tests: ``stage:iteration[:n]`` SIGKILLs the process at that point (see
 #: :func:`_maybe_kill`); never set it outside tests.
@@ -68,12 +73,13 @@ class SamiLoop:
     """Runs (or resumes) one SAMI run in a run directory."""
 
     def __init__(self, config: "RunConfig", run_dir: "RunDir", plan: Plan, console: "Console", *,
-                 registry: "Registry") -> None:
+                 registry: "Registry", tracking: "RunTracking | None" = None) -> None:
         self.config = config
         self.run = run_dir
         self.plan = plan
         self.console = console
         self.registry = registry
+        self.tracking = tracking
         self._sampler: Any = None
 
     # ----------------------------------------------------------------------------------------- components
@@ -104,6 +110,8 @@ class SamiLoop:
         cfg = self.config
         if cfg.eval.at_iteration_zero and cfg.evaluators and not self.run.stage_done(0, "eval"):
             self.evaluate(0)
+        if self.tracking is not None and self.run.stage_done(0, "eval"):
+            self.tracking.iteration(0)
         for t in range(1, cfg.iterations + 1):
             self.run.set_iteration_info(t, half=("A", "B")[cfg.half_for(t)], steps=cfg.steps_for(t),
                                         sampled_with=("base" if t == 1 else f"iteration {t - 1}"))
@@ -116,6 +124,8 @@ class SamiLoop:
             if cfg.evaluators and not self.run.stage_done(t, "eval"):
                 self.evaluate(t)
             self.print_iteration(t)
+            if self.tracking is not None:
+                self.tracking.iteration(t)
         self._close_sampler()
         self.run.finish()
         from sami_toolkit.report.run_page import write_report
@@ -123,12 +133,31 @@ class SamiLoop:
 
         write_summary(self.run, cfg)
         write_report(self.run.root)
+        if self.tracking is not None:
+            self.tracking.finish("success")
+
+    def _write_card(self, t: int, *, refresh: bool = False) -> None:
+        """Iteration ``t``'s model card in its checkpoint; a card that cannot be built is a warning, never a
+        failed iteration (the weights are what the stage produced)."""
+        from sami_toolkit.hub.model_card import write_model_card
+
+        try:
+            write_model_card(self.run.root, t)
+        except Exception as exc:  # noqa: BLE001 - a card is documentation: report and carry on
+            from rich.markup import escape
+
+            self.console.print(f"[yellow]warning: iteration {t}: no model card written "
+                               f"({escape(f'{type(exc).__name__}: {exc}')})[/yellow]", highlight=False)
+            return
+        if refresh:
+            self.run.refresh_hash(t, "train")
 
     # --------------------------------------------------------------------------------------------- sample
     def sample(self, t: int) -> None:
         from sami_toolkit.core.io import JsonlAppender
         from sami_toolkit.core.records import SampleRow
 
+        started = time.perf_counter()
         path = self.run.samples_path(t)
         done = {row.key for row in self.run.read_samples(t)}
         items = sample_items(self.config, self.plan, t)
@@ -155,7 +184,7 @@ class SamiLoop:
                 bar.advance(task, len(part))
                 _maybe_kill(f"sample:{t}:{n}")
         self._close_sampler()
-        self.run.mark_done(t, "sample", path, n=len(items))
+        self.run.mark_done(t, "sample", path, n=len(items), seconds=round(time.perf_counter() - started, 3))
 
     # ---------------------------------------------------------------------------------------------- pairs
     def _ordered_samples(self, t: int) -> dict[str, list["SampleRow"]]:
@@ -190,6 +219,7 @@ class SamiLoop:
                        iteration=t)
 
     def make_pairs(self, t: int) -> None:
+        started = time.perf_counter()
         from sami_toolkit.core.io import atomic_write_json, atomic_write_jsonl
         from sami_toolkit.text.postprocess import filter_pair, postprocess_response
 
@@ -214,7 +244,8 @@ class SamiLoop:
         self.console.print(f"iteration {t}: {len(pairs)} of {len(half)} queries kept; dropped {stats['dropped']} "
                            f"({reasons})")
         self._check_enough_pairs(t, len(pairs), len(half), reasons)
-        self.run.mark_done(t, "pairs", self.run.pairs_path(t), kept=len(pairs), dropped=dict(dropped))
+        self.run.mark_done(t, "pairs", self.run.pairs_path(t), kept=len(pairs), dropped=dict(dropped),
+                           seconds=round(time.perf_counter() - started, 3))
         _maybe_kill(f"pairs:{t}")
 
     def _check_enough_pairs(self, t: int, kept: int, queries: int, reasons: str) -> None:
@@ -237,6 +268,7 @@ class SamiLoop:
         from sami_toolkit.training.request import TrainRequest
 
         cfg = self.config
+        started = time.perf_counter()
         self._close_sampler()
         out = self.run.checkpoint_dir(t)
         remove_tree(out)  # a checkpoint without a "done" mark is from a killed run: retrain (deterministic)
@@ -251,6 +283,8 @@ class SamiLoop:
 
             def progress(step: int, metrics: dict) -> None:
                 bar.update(task, completed=step, info=f"loss {metrics.get('loss', float('nan')):.4f}")
+                if self.tracking is not None:
+                    self.tracking.step(t, {"step": step, **metrics})
                 _maybe_kill(f"train:{t}:{step}")
 
             result = trainer.train(TrainRequest(
@@ -269,7 +303,9 @@ class SamiLoop:
                           {"trainer": trainer.name, "steps": result.steps, "batch_size": cfg.batch_size,
                            "from": "base", "base_model": cfg.model, "precision": precision,
                            "metrics": result.metrics})
-        self.run.mark_done(t, "train", Path(result.checkpoint_dir), steps=result.steps, trainer=trainer.name)
+        self._write_card(t)  # before the done mark: the checkpoint's hash covers its card
+        self.run.mark_done(t, "train", Path(result.checkpoint_dir), steps=result.steps, trainer=trainer.name,
+                           seconds=round(time.perf_counter() - started, 3))
         _maybe_kill(f"checkpoint:{t}")
 
     # ----------------------------------------------------------------------------------------------- eval
@@ -278,6 +314,7 @@ class SamiLoop:
         from sami_toolkit.evaluation.context import EvalContext
 
         cfg, plan = self.config, self.plan
+        started = time.perf_counter()
         judge = create(self.registry, "judges", cfg.judge, "judge") if cfg.judge is not None else None
         eval_dir = self.run.eval_dir(t)
         eval_dir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +339,9 @@ class SamiLoop:
             if train.get("metrics"):
                 metrics["train_loss_last"] = train["metrics"][-1].get("loss")
         atomic_write_json(self.run.metrics_path(t), metrics)
-        self.run.mark_done(t, "eval", self.run.metrics_path(t))
+        if t > 0:
+            self._write_card(t, refresh=True)  # now with the iteration's metrics table
+        self.run.mark_done(t, "eval", self.run.metrics_path(t), seconds=round(time.perf_counter() - started, 3))
 
     # ---------------------------------------------------------------------------------------------- report
     def print_iteration(self, t: int) -> None:
@@ -398,5 +437,25 @@ def run_sami(config: "RunConfig", *, resume: bool = False, console: "Console | N
         _resume(run, root, data_hash, console)
     else:
         _start(run, config, config.content_hash(), plan, data_hash, registry, console)
-    SamiLoop(config, run, plan, console, registry=registry).run_all()
+    tracking = _open_tracking(config, run, registry, console)
+    try:
+        SamiLoop(config, run, plan, console, registry=registry, tracking=tracking).run_all()
+    except KeyboardInterrupt:
+        tracking.finish("interrupted")
+        raise
+    except BaseException:
+        tracking.finish("failed")
+        raise
     return root
+
+
+def _open_tracking(config: "RunConfig", run: "RunDir", registry: "Registry", console: "Console") -> "RunTracking":
+    """The run's trackers (``report_to``); their problems are printed as warnings, never raised."""
+    from rich.markup import escape
+
+    from sami_toolkit.tracking.run_tracking import RunTracking
+
+    def warn(line: str) -> None:
+        console.print(f"[yellow]warning: {escape(line)}[/yellow]", highlight=False)
+
+    return RunTracking.open(config.report_to, run, config, registry, report=warn)

@@ -286,6 +286,19 @@ def _run_components(check: Preflight, config: "RunConfig", templates: Any, pset:
         check.evaluator_principles(evaluator, pset, (*loc, "options"))
 
 
+def _trackers(check: Preflight, refs: Sequence[Any]) -> None:
+    """Each ``report_to`` tracker: its name and options, and its library installed (else the pip command, exit 2):
+    a missing ``wandb`` must stop the run now, not after sampling (docs/tracking.md)."""
+    from sami_toolkit.tracking import missing_library
+
+    for i, ref in enumerate(refs):
+        tracker = check.component("trackers", ref.name, ref.options, ("report_to", i, "name"),
+                                  ("report_to", i, "options"))
+        problem = missing_library(tracker) if tracker is not None else None
+        if problem is not None:
+            check.problem(("report_to", i, "name"), problem[0], hint=problem[1])
+
+
 def check_run_config(config: "RunConfig", registry: "Registry") -> Preflight:
     """Every check a run config allows before any model loads (see the module docstring)."""
     check = Preflight(registry)
@@ -298,6 +311,7 @@ def check_run_config(config: "RunConfig", registry: "Registry") -> Preflight:
     check.attempt(("filter",), config.filter_options)
     _run_data(check, config)
     _run_components(check, config, templates, pset)
+    _trackers(check, config.report_to)
     return check
 
 
@@ -342,6 +356,7 @@ def check_eval_config(config: "EvalConfig", registry: "Registry") -> Preflight:
         pset = check.principle_set(str(config.principles), ("principles",), antitheses=False)
         if pset is not None:
             check.attempt(("principle_names",), positive_constitution, pset, config.principle_names)
+    _trackers(check, config.report_to)
     return check
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: the stages whose duration is logged as ``time/<stage>_s`` (seconds recorded in the manifest by the loop)
 STAGES = ("sample", "pairs", "train", "eval")
+#: how long a failed or interrupted run waits for its trackers to finish sending
+INTERRUPTED_CLOSE_SECONDS = 10.0
 
 
 class RunTracking:
@@ -87,4 +89,6 @@ class RunTracking:
         if status == "success":
             for file_name in ("summary.md", "report.html", "manifest.json"):
                 self.session.log_artifact(f"artifact:end:{file_name}", self.run.root / file_name)
+        else:  # a failed or interrupted run should exit promptly, not wait a minute for a tracker
+            self.session.close_timeout = min(self.session.close_timeout, INTERRUPTED_CLOSE_SECONDS)
         self.session.finish(status)
