@@ -75,6 +75,19 @@ _LAZY: dict[str, tuple[str, str]] = {
     "compute_stats": ("sami_toolkit.evaluation.stats", "compute_stats"),
     "gate": ("sami_toolkit.evaluation.stats", "gate"),
     "load_items": ("sami_toolkit.evaluation.stats", "load_items"),
+    "run_gate": ("sami_toolkit.run.gate_api", "run_gate"),
+    "GateOutcome": ("sami_toolkit.run.gate_api", "GateOutcome"),
+    "CompareResult": ("sami_toolkit.evaluation.compare", "CompareResult"),
+    # the statistics of issue 18: sequential gate, style control, judge validity, multiple testing, rankings
+    "SequentialDesign": ("sami_toolkit.evaluation.stats.sequential", "SequentialDesign"),
+    "evaluate_look": ("sami_toolkit.evaluation.stats.sequential", "evaluate_look"),
+    "simulate_sequential": ("sami_toolkit.evaluation.stats.sequential", "simulate"),
+    "style_features": ("sami_toolkit.evaluation.stats.style", "style_features"),
+    "cohen_kappa": ("sami_toolkit.evaluation.stats.agreement", "cohen_kappa"),
+    "judge_agreement": ("sami_toolkit.evaluation.stats.agreement", "agreement"),
+    "holm_adjust": ("sami_toolkit.evaluation.stats.multiple", "holm_adjust"),
+    "rank_against_baseline": ("sami_toolkit.evaluation.stats.bradley_terry", "rank_against_baseline"),
+    "load_history": ("sami_toolkit.evaluation.history", "load_history"),
 }
 
 __all__ = ["__version__", "hookimpl", "get_component", *_LAZY]

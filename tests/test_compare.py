@@ -11,7 +11,6 @@ from typing import Any, Sequence
 import pytest
 from pydantic import Field
 
-from sami_toolkit import hookimpl
 from sami_toolkit.cli import main
 from sami_toolkit.core.components import ComponentOptions, Judge
 from sami_toolkit.core.records import JudgeItem, Judgment
@@ -47,16 +46,10 @@ class ScriptedJudge(Judge):
         return out
 
 
-class ScriptedPlugin:
-    @hookimpl
-    def register_judges(self, register: Any) -> None:
-        register(ScriptedJudge)
-
-
 @pytest.fixture
-def judges(sami_kit_fakes, sami_kit_register_plugin, sami_kit_registry):
+def judges(sami_kit_fakes, sami_kit_register_component, sami_kit_registry):
     """This test's registry: the fakes and the scripted judge on top of the installed plugins."""
-    sami_kit_register_plugin(ScriptedPlugin(), "scripted-judge-plugin")
+    sami_kit_register_component(ScriptedJudge)
     return sami_kit_registry
 
 
@@ -258,3 +251,43 @@ def test_prompts_from_a_query_source(judges, files, capsys):
                          "--source", "jsonl", "--source-option", f"path={posts}", "--source-option", "limit=10"],
                         capsys, judges)
     assert code == 2 and "only in" in err  # the response files answer 60 prompts, the source gives 10
+
+
+def test_parse_paper_turns_a_and_b_into_ties_and_a_rerun_reuses_the_cached_answers(files, capsys, monkeypatch):
+    """`parse: paper` in `eval compare` (spec §10.15), end to end against the local OpenAI-compatible server: a
+    judge answering "A and B" on every third item fails those judgments under the strict default (33% failed > the
+    20% tolerated: exit 4) and ties them under `paper` (exit 0, 20 ties). The strict run's answers are in the
+    judgment cache, raw text included, so the `paper` rerun makes no server call at all."""
+    pytest.importorskip("sami_kit_litellm")
+    import re
+
+    from sami_toolkit.plugins.registry import load_plugins
+    from sami_toolkit.testing.server import OpenAIServer, last_user_message
+
+    tmp, good, bad = files
+
+    def reply(request: dict) -> str:
+        text = last_user_message(request)
+        number = int(re.search(r"GOOD answer number (\d+) ", text).group(1))
+        if number % 3 == 0:
+            return "Comparison: both responses follow the constitution.\nFinal Response: A and B"
+        slot = "A" if text.index("GOOD answer") < text.index("weak answer") else "B"
+        return f"Comparison: Response {slot} is better.\nFinal Response: {slot}"
+
+    monkeypatch.setenv("SAMI_KIT_PARSE_KEY", "sk-parse-test-123")
+    with OpenAIServer(reply=reply) as server:
+        judge = ["--judge", "litellm", "--judge-option", "model=openai/gpt-4-0613", "--judge-option",
+                 f"api_base={server.api_base}", "--judge-option", "api_key_env=SAMI_KIT_PARSE_KEY",
+                 "--judge-option", f"cache_path={tmp / 'judgments.sqlite'}"]
+        args = [*BASE, "--candidate", str(good), "--baseline", str(bad), *judge, "--json"]
+        code, out, err = _run(args, capsys, load_plugins())
+        assert code == 4, err  # strict: "A and B" is no verdict
+        assert "failed" in err and server.count == 60
+        code, out, err = _run([*args, "-o", "parse=paper"], capsys, load_plugins())
+        assert code == 0, err
+        summary = json.loads(out)
+        assert summary["counts"] == {"wins": 40, "losses": 0, "ties": 20, "failed": 0, "n": 60}
+        assert summary["win_rate"] == pytest.approx(50 / 60) and summary["parse"] == "paper"  # ties = half
+        assert server.count == 60  # every answer came from the cache: the paper parse never pays twice
+        code, _, err = _run([*args, "-o", "parse=fuzzy"], capsys, load_plugins())
+        assert code == 2 and "parse" in err

@@ -22,7 +22,6 @@ from typing import Any, Sequence
 import pytest
 from pydantic import Field
 
-from sami_toolkit import hookimpl
 from sami_toolkit.cli import main
 from sami_toolkit.core.components import ComponentOptions, Judge
 from sami_toolkit.core.errors import ConfigError
@@ -70,15 +69,9 @@ class EvidenceJudge(Judge):
         return out
 
 
-class EvidencePlugin:
-    @hookimpl
-    def register_judges(self, register: Any) -> None:
-        register(EvidenceJudge)
-
-
 @pytest.fixture
-def registry(sami_kit_fakes, sami_kit_register_plugin, sami_kit_registry):
-    sami_kit_register_plugin(EvidencePlugin(), "evidence-judge-plugin")
+def registry(sami_kit_fakes, sami_kit_register_component, sami_kit_registry):
+    sami_kit_register_component(EvidenceJudge)
     return sami_kit_registry
 
 

@@ -85,3 +85,23 @@ def test_open_cache_default_and_disabled(tmp_path: Path, monkeypatch: pytest.Mon
         assert open_cache(off) is None
     explicit = open_cache(str(tmp_path / "x.sqlite"))
     assert explicit is not None and explicit.path == tmp_path / "x.sqlite"
+
+
+def test_an_unparsed_answer_is_stored_with_its_text_and_never_without_it(tmp_path: Path) -> None:
+    """The judge's answer that the strict parse cannot read ("Final Response: A and B") is kept as ``unparsed``
+    with its raw text, so ``parse: paper`` can re-read it without a new call; an empty one is refused."""
+    from sami_toolkit.judging.cache import UNPARSED
+    from sami_toolkit.judging.pairwise import parse_final_answer, parse_paper_verdict
+
+    cache = JudgmentCache(tmp_path / "j.sqlite")
+    answer = "Comparison: both follow it.\nFinal Response: A and B"
+    cache.put("k", verdict=UNPARSED, raw=answer, cost=0.002, model="m")
+    for empty in ("", "   "):
+        with pytest.raises(ValueError, match="without its raw text"):
+            cache.put("k2", verdict=UNPARSED, raw=empty)
+    hit = cache.get("k")
+    assert hit is not None and hit.verdict == UNPARSED and hit.raw == answer and cache.get("k2") is None
+    assert parse_final_answer(hit.raw) is None and parse_paper_verdict(hit.raw) == "tie"
+    cache.put("k", verdict="A", raw="Final Response: A")  # a later real verdict replaces it
+    assert cache.get("k").verdict == "A" and len(cache) == 1
+    cache.close()

@@ -26,7 +26,8 @@ def test_paper_presets_follow_table1():
     assert diverse.constitutions.strategy == "complement"
     assert diverse.train.optimizer == "rmsprop"
     hh = load_run_config(preset="paper-hh")
-    assert hh.task == "hh-rlhf" and hh.data.pool_size == 10000
+    # one pool of both subsets, one query of each in turn: 10 000 per subset per half (spec §2.5), 1000 + 1000 pairs
+    assert hh.task == "hh-rlhf" and hh.data.pool_size == 20000 and hh.data.max_pairs_per_subset == 1000
 
 
 def test_halves_alternate():

@@ -9,9 +9,10 @@ from sami_toolkit import hookimpl
 
 @hookimpl
 def register_query_sources(register: Any) -> None:
-    from sami_toolkit.text.query_sources import CsvSource, HHRLHFSource, JsonlSource, TLDRSource
+    from sami_toolkit.text.query_sources import CsvSource, HHRLHFSource, JsonlSource, MixSource, TLDRSource
 
     register(HHRLHFSource, aliases=("hh",))
     register(TLDRSource, aliases=("summarize_from_feedback",))
     register(JsonlSource)
     register(CsvSource)
+    register(MixSource, aliases=("combined",))

@@ -130,6 +130,76 @@ def _judge_data(judge: Any, name: str | None, options: tuple[str, ...]) -> dict[
     return out
 
 
+def _prompts_data(prompts_path: str | None, source: str | None, source_options: tuple[str, ...]) -> dict | None:
+    """--prompts FILE or --source NAME [--source-option K=V] as the config's ``prompts:`` entry."""
+    from sami_toolkit.core.errors import ConfigError
+
+    if prompts_path and source:
+        raise ConfigError("give --prompts or --source, not both")
+    if prompts_path:
+        return {"path": prompts_path}
+    if source:
+        return {"name": source, "options": _kv(source_options, "source option")}
+    if source_options:
+        raise ConfigError("--source-option needs --source NAME")
+    return None
+
+
+def _constitution_text(constitution: str | None) -> str | None:
+    """--constitution TEXT, or @FILE read from a file."""
+    if constitution is None or not constitution.startswith("@"):
+        return constitution
+    from sami_toolkit.core.errors import ConfigError
+    from sami_toolkit.core.io import read_text
+
+    cpath = Path(constitution[1:])
+    if not cpath.is_file():
+        raise ConfigError(f"--constitution {constitution}: no such file")
+    return read_text(cpath)
+
+
+#: flags copied as they are into the config's top-level keys
+_SIMPLE_FLAGS = ("task", "principles", "seed", "both_orders", "metric", "margin", "ties", "bootstrap",
+                 "length_tokenizer", "max_cost", "min_items", "max_failure_rate", "probe")
+#: flags that fill the config's ``output:`` entry
+_OUTPUT_FLAGS = {"out_dir": "dir", "judgments": "judgments", "junit": "junit", "markdown": "markdown",
+                 "html": "html"}
+
+
+def _compare_data(config_path: str | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """The eval config as a mapping: the --config file's, with every command-line flag given put over it."""
+    data = _config_file_data(config_path)
+    s_opts = _kv(flags["sampler_options"], "sampler option")
+    for key in ("candidate", "baseline"):
+        value = _side(flags[key], flags["sampler"], s_opts)
+        if value is not None:
+            data[key] = value
+    prompts = _prompts_data(flags["prompts_path"], flags["source"], flags["source_options"])
+    if prompts is not None:
+        data["prompts"] = prompts
+    if flags["judge_name"] or flags["judge_options"]:
+        data["judge"] = _judge_data(data.get("judge"), flags["judge_name"], flags["judge_options"])
+    simple = {key: flags[key] for key in _SIMPLE_FLAGS}
+    simple["constitution"] = _constitution_text(flags["constitution"])
+    data.update({k: v for k, v in simple.items() if v is not None})
+    if flags["sequential"] or flags["sequential_round"] is not None:
+        data["sequential"] = {**dict(data.get("sequential") or {}),
+                              **({"enabled": True} if flags["sequential"] else {}),
+                              **({"round": flags["sequential_round"]} if flags["sequential_round"] is not None
+                                 else {})}
+    if flags["calibrate"] is not None:
+        data["calibration"] = {**dict(data.get("calibration") or {}), "path": flags["calibrate"]}
+    if flags["per_principle"]:
+        data["per_principle"] = True
+    if flags["all_principles"]:
+        data["principle_gate"] = "all"
+    output = dict(data.get("output") or {})
+    output.update({key: flags[flag] for flag, key in _OUTPUT_FLAGS.items() if flags[flag] is not None})
+    if output:
+        data["output"] = output
+    return data
+
+
 @eval_group.command("compare")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="EvalConfig YAML file.")
 @override_option(help="Override an eval-config value (`sami-kit config schema --kind eval`), e.g. -o margin=0.05 "
@@ -150,8 +220,20 @@ def _judge_data(judge: Any, name: str | None, options: tuple[str, ...]) -> dict[
 @click.option("--sampler-option", "sampler_options", multiple=True, metavar="KEY=VALUE", help="Sampler option.")
 @click.option("--seed", type=int, help="Seed for judge positions and principle shuffles (default 1).")
 @click.option("--both-orders/--one-order", default=None, help="Judge each pair in both orders.")
-@click.option("--metric", type=click.Choice(["win_rate", "lc_win_rate", "balanced_win_rate"]),
-              help="Metric the gate decides on (default win_rate).")
+@click.option("--metric", type=click.Choice(["win_rate", "lc_win_rate", "balanced_win_rate", "sc_win_rate"]),
+              help="Metric the gate decides on (default win_rate; sc_win_rate = style-controlled).")
+@click.option("--sequential", "sequential", is_flag=True, default=None,
+              help="Judge in rounds and stop once the verdict is decided (group-sequential; metric win_rate).")
+@click.option("--sequential-round", type=click.FloatRange(0, 1, min_open=True),
+              help="Share of the prompt set per round of --sequential (default 0.05).")
+@click.option("--calibrate", "calibrate", metavar="FILE",
+              help="Judge-validity preflight on labelled pairs (JSONL, or 'builtin'); exit 4 below the floors.")
+@click.option("--probe", type=click.IntRange(min=0),
+              help="Re-judge N real items with the positions swapped: position-flip rate in judge health.")
+@click.option("--per-principle", "per_principle", is_flag=True, default=None,
+              help="Also judge each principle separately: per-principle win rates with CIs.")
+@click.option("--require-all-principles", "all_principles", is_flag=True, default=None,
+              help="With --per-principle: every principle must pass too (Holm-corrected).")
 @click.option("--margin", type=float, help="Non-inferiority margin as a fraction (e.g. 0.05).")
 @click.option("--min-items", type=click.IntRange(min=1),
               help="Fewest scored items the gate decides on; fewer is inconclusive (default 20).")
@@ -168,15 +250,7 @@ def _judge_data(judge: Any, name: str | None, options: tuple[str, ...]) -> dict[
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML (one testcase: the gate).")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Write a Markdown summary.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML page.")
-def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: str | None, baseline: str | None,
-                prompts_path: str | None, source: str | None, source_options: tuple[str, ...], task: str | None,
-                principles: str | None,
-                constitution: str | None, judge_name: str | None, judge_options: tuple[str, ...],
-                sampler: str | None, sampler_options: tuple[str, ...], seed: int | None, both_orders: bool | None,
-                metric: str | None, margin: float | None, min_items: int | None, max_failure_rate: float | None,
-                ties: str | None, bootstrap: int | None, length_tokenizer: str | None, max_cost: float | None,
-                out_dir: str | None, judgments: str | None,
-                as_json: bool, junit: str | None, markdown: str | None, html: str | None) -> None:
+def compare_cmd(config_path: str | None, overrides: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Judge a candidate against a baseline and gate: exit 0 pass, 1 regression, 3 inconclusive, 4 error.
 
     \b
@@ -192,40 +266,7 @@ def compare_cmd(config_path: str | None, overrides: tuple[str, ...], candidate: 
     from sami_toolkit.evaluation.config import EvalConfig
     from sami_toolkit.cli.common import exit_with, stderr_console
 
-    data = _config_file_data(config_path)
-    s_opts = _kv(sampler_options, "sampler option")
-    for key, value in (("candidate", _side(candidate, sampler, s_opts)), ("baseline", _side(baseline, sampler, s_opts))):
-        if value is not None:
-            data[key] = value
-    if prompts_path and source:
-        raise ConfigError("give --prompts or --source, not both")
-    if prompts_path:
-        data["prompts"] = {"path": prompts_path}
-    elif source:
-        data["prompts"] = {"name": source, "options": _kv(source_options, "source option")}
-    elif source_options:
-        raise ConfigError("--source-option needs --source NAME")
-    if constitution is not None and constitution.startswith("@"):
-        cpath = Path(constitution[1:])
-        if not cpath.is_file():
-            raise ConfigError(f"--constitution {constitution}: no such file")
-        from sami_toolkit.core.io import read_text
-
-        constitution = read_text(cpath)
-    if judge_name or judge_options:
-        data["judge"] = _judge_data(data.get("judge"), judge_name, judge_options)
-    simple = {"task": task, "principles": principles, "constitution": constitution, "seed": seed,
-              "both_orders": both_orders, "metric": metric, "margin": margin, "ties": ties, "bootstrap": bootstrap,
-              "length_tokenizer": length_tokenizer, "max_cost": max_cost, "min_items": min_items,
-              "max_failure_rate": max_failure_rate}
-    data.update({k: v for k, v in simple.items() if v is not None})
-    output = dict(data.get("output") or {})
-    for key, value in (("dir", out_dir), ("judgments", judgments), ("junit", junit), ("markdown", markdown),
-                       ("html", html)):
-        if value is not None:
-            output[key] = value
-    if output:
-        data["output"] = output
+    data = _compare_data(config_path, flags)
     data = apply_overrides(data, overrides)
     if "judge" not in data:
         raise ConfigError("no judge: give --judge NAME (e.g. --judge litellm --judge-option model=gpt-4o) "
@@ -343,3 +384,9 @@ def mi_cmd(checkpoint: str, principles: str, prompts_path: str | None, source: s
     if metrics.get("mi_note"):
         console.print(f"note: {metrics['mi_note']}")
     console.print(f"wrote {metrics['mi_file']}")
+
+
+# ------------------------------------------------------------------------------------------------ history
+from sami_toolkit.cli.history_cmd import history_cmd  # noqa: E402 - click only at import: --help stays light
+
+eval_group.add_command(history_cmd)

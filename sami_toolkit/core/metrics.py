@@ -10,11 +10,20 @@ Why the MI labels insist on "bound": of the estimators of spec §1.6 only the co
 ``log C − L_col`` (sum log-probs) is a valid lower bound on I(Y; C | X) without extra assumptions; it is the
 headline.  The paper's estimator is not a bound (it exceeds log C), and the two-sided and response-side InfoNCE
 values assume equal marginals P(y | x) (spec §1.5).
+
+Prefixed keys: an evaluator that measures a metric on one part of the evaluation writes the vocabulary key behind
+a prefix (``id_`` / ``ood_`` for Exp. 3's in-distribution and held-out principles, ``helpful_`` / ``harmless_`` for
+HH's query subsets, ``instruct_`` for the instruct baseline's MI; spec §1.6, §9.1, §9.3), and prefixes combine
+(``helpful_instruct_mi_paper``).  :func:`metric` resolves such a key to the base entry with the prefix's words in
+front ("ID: MI, InfoNCE ...", "ID MI col"), so every reader shows the columns of those runs without a vocabulary row
+per combination; :data:`PREFIXES` lists the known prefixes (docs/evaluation.md documents each).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
 
 #: comparators of the ``win-rate`` evaluator: ``win_rate_vs_<comparator>`` (spec §8.2)
 COMPARATORS: tuple[str, ...] = ("base", "instruct")
@@ -156,16 +165,128 @@ _BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 #: the per-iteration console table and ``summary.md`` columns, in order (a column shows when any iteration has it)
 SUMMARY_KEYS: tuple[str, ...] = ("mi_infonce_constitutions", "heldout_mi_infonce_constitutions", "mi_paper",
                                  "mi_infonce", "mean_length_tokens", "win_rate_vs_base")
+#: the headline columns the console table and ``summary.md`` also show behind every prefix a run wrote (the ID and
+#: OOD columns of Exp. 3, the helpful and harmless ones of HH); the HTML report shows every prefixed metric
+PREFIXED_SUMMARY_KEYS: tuple[str, ...] = ("mi_infonce_constitutions", "heldout_mi_infonce_constitutions",
+                                          "win_rate_vs_base")
+
+
+# ------------------------------------------------------------------------------------------------ prefixes
+@dataclass(frozen=True)
+class Prefix:
+    """A key prefix (``token`` + ``_``) an evaluator writes before vocabulary keys, and the words it adds."""
+
+    token: str
+    label: str
+    short_label: str
+    description: str
+
+    @property
+    def text(self) -> str:
+        """The prefix as written in keys: ``id_``."""
+        return self.token + "_"
+
+
+#: the prefixes the built-in evaluators write, in the order readers show them
+PREFIXES: tuple[Prefix, ...] = (
+    Prefix("id", "ID", "ID", "in distribution: per item one sampled constitution of the set's train principles "
+           "(`mi-sampled` / `win-rate` with `principles: id`, Exp. 3, spec §5.3, §9.3)"),
+    Prefix("ood", "OOD", "OOD", "out of distribution: per item one sampled constitution of the set's held-out "
+           "principles (`principles: ood`, Exp. 3, spec §6.4, §9.3)"),
+    Prefix("all", "all principles", "all", "per item one sampled constitution of every principle "
+           "(`principles: all`)"),
+    Prefix("helpful", "helpful", "helpful", "the helpful-base queries of HH's combined pool only "
+           "(`query_subset: helpful-base`, spec §9.1)"),
+    Prefix("harmless", "harmless", "harmless", "the harmless-base queries of HH's combined pool only "
+           "(`query_subset: harmless-base`, spec §9.1)"),
+    Prefix("instruct", "instruct baseline", "instruct", "the instruct baseline under its own chat template "
+           "(`mi-instruct`: the paper's dashed lines, spec §1.6)"),
+)
+_PREFIX_BY_TOKEN: dict[str, Prefix] = {p.token: p for p in PREFIXES}
+_TOKEN = re.compile(r"[a-z][a-z0-9]*")
+
+
+def _prefix(token: str) -> Prefix:
+    """The entry of ``token``; a prefix of the user's own (``metric_prefix: cot_``) is shown as written."""
+    return _PREFIX_BY_TOKEN.get(token) or Prefix(token, token, token, f"keys written with the prefix `{token}_`")
+
+
+def split_key(key: str) -> tuple[tuple[Prefix, ...], Metric] | None:
+    """``(prefixes, base metric)`` of ``key``: ``id_win_rate_vs_base`` -> ``((ID,), win_rate_vs_base)``; a
+    vocabulary key has no prefixes; ``None`` when no vocabulary key ends ``key`` behind ``<token>_`` words.  The
+    longest vocabulary key wins (``id_balanced_win_rate_vs_base`` is ID + balanced, not ID + "balanced" + ...)."""
+    if key in _BY_KEY:
+        return (), _BY_KEY[key]
+    for i, ch in enumerate(key):
+        if ch != "_" or key[i + 1:] not in _BY_KEY:
+            continue
+        tokens = key[:i].split("_")
+        if all(_TOKEN.fullmatch(t) for t in tokens):
+            return tuple(_prefix(t) for t in tokens), _BY_KEY[key[i + 1:]]
+        return None
+    return None
+
+
+def _prefixed(prefixes: Sequence[Prefix], base: Metric) -> Metric:
+    label = " ".join(p.label for p in prefixes)
+    short = " ".join(p.short_label for p in prefixes)
+    return replace(base, key="".join(p.text for p in prefixes) + base.key, label=f"{label}: {base.label}",
+                   short_label=f"{short} {base.short_label}",
+                   description=f"{base.description}; {'; '.join(p.description for p in prefixes)}")
 
 
 def metric(key: str) -> Metric:
-    """The vocabulary entry of ``key`` (a KeyError names an unknown key: add it to :data:`METRICS`)."""
-    try:
-        return _BY_KEY[key]
-    except KeyError:
-        raise KeyError(f"'{key}' is not in the metric vocabulary (sami_toolkit.core.metrics.METRICS)") from None
+    """The vocabulary entry of ``key``, prefixed keys included (``id_mi_paper`` -> "ID: MI, paper estimator ...";
+    a KeyError names an unknown key: add it to :data:`METRICS`)."""
+    found = split_key(key)
+    if found is None:
+        raise KeyError(f"'{key}' is not in the metric vocabulary (sami_toolkit.core.metrics.METRICS)")
+    prefixes, base = found
+    return _prefixed(prefixes, base) if prefixes else base
+
+
+def is_metric_key(key: str) -> bool:
+    """Whether ``key`` is a vocabulary key or companion, prefixed or not (``ood_win_rate_vs_base_ci_low``)."""
+    if split_key(key) is not None:
+        return True
+    for suffix in {s for m in METRICS for s in m.companions}:
+        if key.endswith(suffix):
+            found = split_key(key[: -len(suffix)])
+            if found is not None and suffix in found[1].companions:
+                return True
+    return False
+
+
+def _order(m: Metric) -> tuple:
+    """Unprefixed first, then by the prefixes' order in :data:`PREFIXES` (the user's own ones after, by name)."""
+    found = split_key(m.key)
+    prefixes = found[0] if found else ()
+    rank = {p.token: i for i, p in enumerate(PREFIXES)}
+    return (len(prefixes), [(rank.get(p.token, len(PREFIXES)), p.token) for p in prefixes])
+
+
+def variants(base_keys: Iterable[str], present: Iterable[str], *,
+             prefixed_keys: Iterable[str] | None = None) -> list[Metric]:
+    """The metrics of ``base_keys`` that ``present`` (the keys a run wrote) has, each followed by its prefixed
+    versions (``mi_infonce_constitutions``, ``id_mi_infonce_constitutions``, ``ood_...``), in ``base_keys``'
+    order.  ``prefixed_keys`` limits which base keys are looked for behind a prefix (default: all of them)."""
+    present = set(present)
+    base_keys = list(base_keys)
+    allowed = set(base_keys if prefixed_keys is None else prefixed_keys)
+    by_base: dict[str, list[Metric]] = {}
+    for key in present:
+        found = split_key(key)
+        if found is not None and found[0] and found[1].key in allowed:
+            by_base.setdefault(found[1].key, []).append(metric(key))
+    out: list[Metric] = []
+    for base in base_keys:
+        if base in present:
+            out.append(metric(base))
+        out.extend(sorted(by_base.get(base, []), key=_order))
+    return out
 
 
 def metric_keys() -> frozenset[str]:
-    """Every key an evaluator may write: each metric's key and its companions."""
+    """Every unprefixed key an evaluator may write: each metric's key and its companions (prefixed keys:
+    :func:`is_metric_key`)."""
     return frozenset(k for m in METRICS for k in m.keys)

@@ -87,6 +87,33 @@ class OutputConfig(_Strict):
         return value
 
 
+class SequentialConfig(_Strict):
+    """The sequential gate (docs/ci-gate.md, "Sequential gate"): judge in rounds, stop once the verdict is decided."""
+
+    enabled: bool = Field(False, description="Judge in rounds and stop as soon as the verdict is decided "
+                                             "(group-sequential, Lan-DeMets alpha spending; metric win_rate).")
+    round: float = Field(0.05, gt=0, le=1, description="Share of the prompt set judged per round (0 < round <= 1; "
+                                                        "the order is fixed by the seed).")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Total error of the gate at the threshold, alpha/2 per "
+                                                       "wrong verdict (0.05 matches the fixed gate's 95% CI).")
+    spending: Literal["pocock", "obrien-fleming"] = Field("pocock", description="Alpha-spending function: pocock "
+                                                          "(stops early; default) or obrien-fleming.")
+    futility: float = Field(0.02, ge=0, lt=0.5, description="From half the prompt set on, stop as inconclusive "
+                                                            "when the chance that the last round decides is below "
+                                                            "this (0 = never; never a pass or a regression).")
+
+
+class CalibrationConfig(_Strict):
+    """The judge-validity preflight (docs/ci-gate.md, "Judge validity"): labelled pairs judged in both orders."""
+
+    path: Path = Field(description='JSONL of labelled pairs {"id", "prompt", "response_a", "response_b", "label": '
+                                   '"A"|"B"|"tie"}; "builtin" for the shipped set.')
+    min_accuracy: float = Field(0.7, ge=0, le=1, description="Refuse to decide (exit 4) below this accuracy.")
+    min_kappa: float = Field(0.4, ge=-1, le=1, description="Refuse to decide (exit 4) below this Cohen's kappa.")
+    min_consistency: float = Field(0.7, ge=0, le=1, description="Refuse to decide (exit 4) below this position "
+                                                                "consistency (same winner in both orders).")
+
+
 class EvalConfig(_Strict):
     """Configuration of ``sami-kit eval compare``: candidate vs baseline, judged under a constitution."""
 
@@ -104,9 +131,25 @@ class EvalConfig(_Strict):
                       "principle-order shuffles; 0..2**32-1 (what numpy and torch accept).")
     both_orders: bool = Field(False, description="Judge each pair in both orders (MT-Bench reconciliation; "
                                                  "gives a position-consistency rate; doubles judge cost).")
+    parse: Literal["strict", "paper"] = Field("strict", description="How the judge's answer becomes a verdict: "
+                                              "strict (a bare A or B after 'Final Response:') or paper (spec "
+                                              "§8.3, §10.15: substring test, 'A and B' is a tie; no letter is "
+                                              "still a failure).")
     shuffle_principles: bool = Field(True, description="Shuffle the principle order per item (spec §8.2).")
-    metric: Literal["win_rate", "lc_win_rate", "balanced_win_rate"] = Field(
-        "win_rate", description="Metric the gate decides on.")
+    metric: Literal["win_rate", "lc_win_rate", "balanced_win_rate", "sc_win_rate"] = Field(
+        "win_rate", description="Metric the gate decides on (sc_win_rate: style-controlled, length + markdown).")
+    sequential: SequentialConfig = Field(default_factory=SequentialConfig, description="Sequential gate: judge in "
+                                         "rounds and stop once decided (`--sequential`).")
+    calibration: CalibrationConfig | None = Field(None, description="Judge-validity preflight on labelled pairs "
+                                                  "before the candidate is judged (`--calibrate FILE`).")
+    probe: int = Field(0, ge=0, description="Label-free judge probe: re-judge this many real items with the "
+                                            "positions swapped (position-flip rate in judge health; 0 = off; "
+                                            "with both_orders every item is probed at no extra cost).")
+    per_principle: bool = Field(False, description="Also judge each principle separately (one verdict per "
+                                                   "principle per item): per-principle win rates with CIs.")
+    principle_gate: Literal["overall", "all"] = Field("overall", description="'overall': the gate decides on the "
+                                                      "overall verdict only; 'all': every principle must also pass "
+                                                      "(Holm-corrected), needs per_principle.")
     margin: float = Field(0.0, ge=0.0, lt=0.5, description="Non-inferiority margin M (fraction): pass if the 95% "
                                                             "CI lower bound > 0.5 - M; fail if the upper < 0.5 - M.")
     min_items: int = Field(20, ge=1, description="Fewest scored (non-failed) items the gate decides on; below it "
@@ -128,6 +171,15 @@ class EvalConfig(_Strict):
     report_to: TrackerRefs = Field(default_factory=list, description="Experiment trackers the summary, gate "
                                    "verdict and judge health are logged to (`sami-kit trackers list`): names or "
                                    "{name, options} entries; see docs/tracking.md.")
+
+    @model_validator(mode="after")
+    def _sequential_and_principles(self) -> "EvalConfig":
+        if self.sequential.enabled and self.metric != "win_rate":
+            raise ValueError(f"the sequential gate decides on win_rate (its repeated CI), not {self.metric}: "
+                             "use metric win_rate with --sequential, or drop --sequential")
+        if self.principle_gate == "all" and not self.per_principle:
+            raise ValueError("principle_gate 'all' needs per_principle (--per-principle)")
+        return self
 
     @model_validator(mode="after")
     def _constitution_source(self) -> "EvalConfig":

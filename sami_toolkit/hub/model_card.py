@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.core.io import read_json
-from sami_toolkit.core.metrics import METRICS
+from sami_toolkit.core.metrics import METRICS, variants
 from sami_toolkit.core.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,7 +98,7 @@ def _fmt(value: Any, unit: str) -> str:
 def metrics_table(metrics: Mapping[str, Any]) -> str:
     """The iteration's numeric metrics as a Markdown table (vocabulary labels, ± SEM, 95% CI when written)."""
     rows = []
-    for m in METRICS:
+    for m in variants([m.key for m in METRICS], metrics):  # with the prefixed ones (HH subsets, Exp. 3 ID/OOD)
         value = metrics.get(m.key)
         if not m.is_number or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue

@@ -15,6 +15,7 @@ _LAZY: dict[str, str] = {
     "ComparisonPair": "sami_toolkit.judging.pairwise",
     "PairOutcome": "sami_toolkit.judging.pairwise",
     "parse_final_answer": "sami_toolkit.judging.pairwise",
+    "parse_paper_verdict": "sami_toolkit.judging.pairwise",
     "judge_templates": "sami_toolkit.judging.pairwise",
     "check_template": "sami_toolkit.judging.pairwise",
     "render_template": "sami_toolkit.judging.pairwise",

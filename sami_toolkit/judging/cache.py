@@ -1,4 +1,4 @@
-"""SQLite judgment cache: rerunning an evaluation makes zero new judge calls, and failures are never cached.
+"""SQLite judgment cache: rerunning an evaluation makes zero new judge calls, and failed calls are never cached.
 
 Each row is keyed by a sha256 content hash (:func:`judgment_key`) of everything that can change a verdict: the
 judge model, the system and user prompt templates, :data:`~sami_toolkit.judging.pairwise.PARSER_VERSION`, the decoding
@@ -6,8 +6,12 @@ parameters, and the item itself (query, constitution, both responses *in their o
 (API base URL, timeouts, concurrency, the API key) cannot change what the model says, so changing it keeps the
 cache valid. Secrets never enter the key or the rows.
 
-Only real verdicts (``A``, ``B``, ``tie``) are stored: AlpacaEval #340 cached failed annotations as nulls and users
-had to delete them by hand (anchors-eval §10). :meth:`JudgmentCache.put` refuses ``failed``.
+Real verdicts (``A``, ``B``, ``tie``) are stored, and so is an answer the judge *did* give that the strict parse
+could not read (verdict :data:`UNPARSED`, its raw text kept): "Final Response: A and B" is a failure under the
+strict parse but a tie under the paper's (``parse: paper``, spec §10.15), so a rerun with the other parse re-reads
+the stored answer instead of paying for the same call again. A failed *call* (timeout, HTTP error, no answer) is
+never stored: AlpacaEval #340 cached failed annotations as nulls and users had to delete them by hand (anchors-eval
+§10). :meth:`JudgmentCache.put` refuses ``failed``, and an ``unparsed`` row without its answer.
 
 Concurrency: one connection per process (reopened after a fork), WAL journal so readers and a writer in other
 processes do not block each other, and a lock around every statement so threads and asyncio callbacks can share it.
@@ -32,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCHEMA_VERSION = 1
 _VERDICTS = ("A", "B", "tie")
+#: the stored state of an answer the judge gave but the strict parse could not read (its ``raw`` is the answer)
+UNPARSED = "unparsed"
+_STORED = (*_VERDICTS, UNPARSED)
 
 
 def judgment_key(*, model: str, system_template: str, user_template: str, parser_version: str,
@@ -57,7 +64,7 @@ def judgment_key(*, model: str, system_template: str, user_template: str, parser
 
 @dataclass
 class CachedJudgment:
-    """A cached verdict with its raw judge text and what the original call cost."""
+    """A cached verdict (or :data:`UNPARSED`) with its raw judge text and what the original call cost."""
 
     verdict: str
     raw: str
@@ -111,14 +118,18 @@ class JudgmentCache:
                     "SELECT verdict, raw, cost, model, created FROM judgments WHERE key = ?", (key,)).fetchone()
             except sqlite3.Error as exc:
                 raise InfrastructureError(f"judgment cache {self.path}: read failed: {exc}") from None
-        if row is None or row[0] not in _VERDICTS:
+        if row is None or row[0] not in _STORED:
             return None
         return CachedJudgment(verdict=row[0], raw=row[1], cost=float(row[2]), model=row[3], created=float(row[4]))
 
     def put(self, key: str, *, verdict: str, raw: str, cost: float = 0.0, model: str = "") -> None:
-        """Store a verdict. A failure is not a verdict: ``put`` refuses anything but ``A``, ``B`` or ``tie``."""
-        if verdict not in _VERDICTS:
-            raise ValueError(f"refusing to cache verdict {verdict!r}: only A, B or tie are cached")
+        """Store a verdict, or an unparsed answer (``verdict=UNPARSED`` with the answer as ``raw``). A failure is
+        not a verdict: ``put`` refuses anything else, and an unparsed row without its answer."""
+        if verdict not in _STORED:
+            raise ValueError(f"refusing to cache verdict {verdict!r}: only A, B, tie or an unparsed answer are "
+                             "cached")
+        if verdict == UNPARSED and not (raw or "").strip():
+            raise ValueError("refusing to cache an unparsed answer without its raw text")
         with self._lock:
             try:
                 self._connection().execute(

@@ -115,6 +115,47 @@ def parse_final_answer(text: str | None) -> ParsedVerdict | None:
     return None
 
 
+#: verdict parsers: ``strict`` (:func:`parse_final_answer`, the default) and ``paper`` (:func:`parse_paper_verdict`)
+PARSE_MODES: tuple[str, ...] = ("strict", "paper")
+_PAPER_MARKER = "Final Response:"
+
+
+def parse_paper_verdict(text: str | None) -> ParsedVerdict | None:
+    """The paper's parse (spec §8.3, §10.15): ``text.split('Final Response:')[1].strip()``, then case-sensitive
+    substring tests — only ``A`` present is A, only ``B`` is B, **both** (``"A and B"``) is a tie.  Where the
+    paper's script scored a missing marker or neither letter as 0.5, this returns ``None`` (a failed judgment,
+    never a verdict: the tie policy decides nothing about failures)."""
+    if not text or _PAPER_MARKER not in text:
+        return None
+    answer = text.split(_PAPER_MARKER)[1].strip()
+    has_a, has_b = "A" in answer, "B" in answer
+    if has_a and has_b:
+        return "tie"
+    if has_a:
+        return "A"
+    if has_b:
+        return "B"
+    return None
+
+
+def reparse(judgment: "Judgment", mode: str) -> "Judgment":
+    """``judgment`` with its verdict re-read from its raw answer under ``mode`` (``strict`` leaves it as the judge
+    parsed it).  A judge without the paper's marker in its raw text (e.g. a logit judge) keeps its verdict."""
+    if mode == "strict":
+        return judgment
+    if mode != "paper":
+        raise ConfigError(f"unknown verdict parse mode '{mode}'; choose one of: {', '.join(PARSE_MODES)}")
+    if not judgment.raw or _PAPER_MARKER not in judgment.raw:
+        return judgment
+    import dataclasses
+
+    verdict = parse_paper_verdict(judgment.raw)
+    if verdict is None:
+        return dataclasses.replace(judgment, verdict="failed",
+                                   error=judgment.error or "paper parse: neither 'A' nor 'B' after 'Final Response:'")
+    return dataclasses.replace(judgment, verdict=verdict, error=None)
+
+
 # ------------------------------------------------------------------------------------------------ templates
 #: the placeholders a judge template may use; anything else in braces is left as literal text
 TEMPLATE_FIELDS = ("query", "constitution", "response_a", "response_b")
@@ -208,17 +249,28 @@ def combine_orders(verdicts: Sequence[str], positions: Sequence[str]) -> float |
 
 
 def judge_pairs(judge: "Judge", pairs: Sequence[ComparisonPair], *, seed: int = 1, both_orders: bool = False,
-                progress: Callable[[int], Any] | None = None) -> list[PairOutcome]:
+                progress: Callable[[int], Any] | None = None, parse: str = "strict",
+                positions: Sequence[str] | None = None) -> list[PairOutcome]:
     """Judge every pair with ``judge`` and return one :class:`PairOutcome` per pair, in order.
+
+    ``parse="paper"`` re-reads every verdict from the judge's raw answer with :func:`parse_paper_verdict`
+    (spec §10.15: "A and B" is a tie as in the paper's numbers); ``strict`` (default) keeps the judge's own parse.
 
     All orders of all pairs go to the judge in **one** ``judge.judge`` call, so API judges can run them
     concurrently and caches see them together. ``progress(n)`` is called as judgments finish (``2n`` calls'
-    worth of progress with ``both_orders``).
+    worth of progress with ``both_orders``). ``positions`` (the candidate's first slot per pair) replaces the
+    seeded assignment: the sequential gate judges a subset per round in the slots a full run gives those items,
+    so a later full run finds every verdict in the judgment cache.
     """
-    first = assign_positions(len(pairs), seed)
-    orders: list[list[Position]] = [[p, "B" if p == "A" else "A"] if both_orders else [p] for p in first]
+    if positions is not None and len(positions) != len(pairs):
+        raise ValueError(f"{len(positions)} positions for {len(pairs)} pairs")
+    first = list(positions) if positions is not None else assign_positions(len(pairs), seed)
+    orders: list[list[Position]] = [[p, "B" if p == "A" else "A"] if both_orders else [p]  # type: ignore[misc]
+                                    for p in first]
     items = [_item(pair, pos) for pair, poss in zip(pairs, orders) for pos in poss]
     judgments: list[Judgment] = list(judge.judge(items, progress=progress)) if items else []
+    if parse != "strict":
+        judgments = [reparse(j, parse) for j in judgments]
     if len(judgments) != len(items):
         from sami_toolkit.core.errors import InfrastructureError
 

@@ -84,6 +84,9 @@ def stats_rows(stats: "WinRateStats") -> list[tuple[str, str, str, str]]:
         ("logistic LC win rate (Tables 2-3; fit SE)", _pct(stats.logistic_win_rate), sem(stats.logistic_sem),
          _ci(stats.logistic_ci_low, stats.logistic_ci_high)),
         (lc_label, _pct(stats.lc_win_rate), sem(stats.lc_sem), _ci(stats.lc_ci_low, stats.lc_ci_high)),
+        ("SC win rate (length + markdown; bootstrap CI)" if (stats.sc_ci_method or "bootstrap").startswith("bootstrap")
+         else "SC win rate (Wilson CI: one outcome)", _pct(stats.sc_win_rate), sem(stats.sc_sem),
+         _ci(stats.sc_ci_low, stats.sc_ci_high)),
     ]
 
 
@@ -95,7 +98,56 @@ def health_rows(health: dict[str, Any]) -> list[tuple[str, str]]:
     if health.get("position_consistency") is not None:
         rows.append(("position consistency (both orders)",
                      f"{_pct(health['position_consistency'])} (n={health['position_consistency_n']})"))
+    if health.get("position_flip_rate") is not None:
+        rows.append(("position-flip rate (probe)", f"{_pct(health['position_flip_rate'])} "
+                                                   f"(n={health['position_flip_n']}; {health.get('position_flip_source', '')})"))
+    if health.get("length_correlation") is not None:
+        rows.append(("verdict vs length difference", f"r = {health['length_correlation']:+.2f} "
+                                                     f"(p = {health['length_correlation_p']:.2g}, "
+                                                     f"n={health['length_correlation_n']})"))
+    if health.get("longer_wins_rate") is not None:
+        rows.append(("longer response wins", f"{_pct(health['longer_wins_rate'])} (n={health['longer_wins_n']} "
+                                             "decisive, unequal lengths)"))
     return rows
+
+
+def sequential_rows(meta: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(round, items judged, win rate, repeated 95% CI, decision) per look of a sequential gate."""
+    seq = meta.get("sequential") or {}
+    return [(f"{look['round']}/{seq.get('rounds')}", f"{look['n_judged']}", _pct(look.get("value")),
+             _ci(look.get("ci_low"), look.get("ci_high")), str(look.get("decision")))
+            for look in seq.get("looks", [])]
+
+
+def sequential_line(meta: dict[str, Any]) -> str:
+    seq = meta.get("sequential") or {}
+    if not seq:
+        return ""
+    design = seq.get("design") or {}
+    return (f"sequential gate ({design.get('spending')} alpha spending, alpha {design.get('alpha')}): stopped at "
+            f"round {seq['stopped_round']} of {seq['rounds']}; {seq['judge_calls']} of {seq['judge_calls_max']} "
+            f"judge calls made, {seq['judge_calls_saved']} saved")
+
+
+def principle_rows(meta: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """(principle, n, win rate, 95% CI, Holm-adjusted pass p, verdict) per principle."""
+    per = meta.get("per_principle") or {}
+    return [(str(r["principle"]), str(r["n"]), _pct(r.get("win_rate")), _ci(r.get("ci_low"), r.get("ci_high")),
+             f"{r['p_pass_holm']:.3g}", str(r["verdict"])) for r in per.get("rows", [])]
+
+
+def calibration_line(meta: dict[str, Any]) -> str:
+    cal = meta.get("calibration")
+    if not cal:
+        return ""
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    return (f"judge calibration ({cal['pairs']} labelled pairs, both orders): accuracy {f(cal['accuracy'])} "
+            f"(floor {cal['min_accuracy']:.2f}), Cohen's kappa {f(cal['kappa'])} (floor {cal['min_kappa']:.2f}), "
+            f"position consistency {f(cal['position_consistency'])} (floor {cal['min_consistency']:.2f}): "
+            f"{'passed' if cal['passed'] else 'FAILED'}")
 
 
 def cost_line(meta: dict[str, Any]) -> str:
@@ -142,6 +194,21 @@ def print_summary(result: "CompareResult", console: Any) -> None:
     for note in s.notes:
         console.print(f"note: {escape(scrub(note))}")
     console.print(cost_line(result.meta))
+    if result.meta.get("calibration"):
+        console.print(escape(calibration_line(result.meta)))
+    for title, headers, rows in (("sequential gate", ("round", "judged", "win rate", "repeated 95% CI", "decision"),
+                                  sequential_rows(result.meta)),
+                                 ("per-principle verdicts", ("principle", "n", "win rate", "95% CI", "Holm p (pass)",
+                                                             "verdict"), principle_rows(result.meta))):
+        if rows:
+            table = Table(title=title)
+            for col in headers:
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*(escape(c) for c in row))
+            console.print(table)
+    if result.meta.get("sequential"):
+        console.print(sequential_line(result.meta))
     g = result.gate
     if g.decision == "error":
         for row in result.meta.get("common_errors", []):
@@ -163,6 +230,17 @@ def render_markdown(result: "CompareResult") -> str:
     lines += ["", f"n = {s.n} scored (wins {s.wins}, ties {s.ties}, losses {s.losses}); failures = {s.failures}; "
               f"{_md(cost_line(result.meta))}.", "", "| judge health | value |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in health_rows(result.health)]
+    if result.meta.get("calibration"):
+        lines += ["", _md(calibration_line(result.meta)) + "."]
+    if result.meta.get("sequential"):
+        lines += ["", _md(sequential_line(result.meta)) + ".", "",
+                  "| round | judged | win rate | repeated 95% CI | decision |", "|---|---|---|---|---|"]
+        lines += [f"| {' | '.join(_md(c) for c in row)} |" for row in sequential_rows(result.meta)]
+    if result.meta.get("per_principle"):
+        lines += ["", f"Per-principle verdicts (gate: {_md(str(result.meta['per_principle']['principle_gate']))}; "
+                  "Holm-adjusted across principles):", "",
+                  "| principle | n | win rate | 95% CI | Holm p (pass) | verdict |", "|---|---|---|---|---|---|"]
+        lines += [f"| {' | '.join(_md(c) for c in row)} |" for row in principle_rows(result.meta)]
     for w in result.health.get("warnings", []):
         lines.append(f"\n> ⚠️ {_md(w)}")
     for note in s.notes:
@@ -197,12 +275,38 @@ def render_junit(result: "CompareResult") -> str:
         body = f"<error message={quoteattr(g.reason)} type=\"infrastructure\">{details}</error>"
     elif g.decision == "inconclusive":
         body = f"<skipped message={quoteattr('inconclusive: ' + g.reason)}/>"
+    props = _junit_properties(result.meta)
     return scrub("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                  f"<testsuites><testsuite name=\"sami-kit eval compare\" tests=\"1\" failures=\"{failures}\" "
                  f"errors=\"{errors}\" skipped=\"{skipped}\">\n"
-                 f"<testcase classname=\"sami_kit.gate\" name={quoteattr(name)}>{body}"
+                 f"<testcase classname=\"sami_kit.gate\" name={quoteattr(name)}>{props}{body}"
                  f"<system-out>{details}</system-out></testcase>\n"
                  f"</testsuite></testsuites>\n")
+
+
+def _junit_properties(meta: dict[str, Any]) -> str:
+    """``<properties>`` of the testcase: the sequential gate's rounds and calls saved, the calibration numbers and
+    the per-principle verdicts, for dashboards that read properties rather than the system-out JSON."""
+    from xml.sax.saxutils import quoteattr
+
+    props: list[tuple[str, Any]] = []
+    seq = meta.get("sequential")
+    if seq:
+        props += [("sequential.stopped_round", seq["stopped_round"]), ("sequential.rounds", seq["rounds"]),
+                  ("sequential.judge_calls", seq["judge_calls"]),
+                  ("sequential.judge_calls_saved", seq["judge_calls_saved"])]
+        for look in seq.get("looks", []):
+            props.append((f"sequential.round{look['round']}",
+                          f"{look['decision']} n={look['n_judged']} ci={_ci(look.get('ci_low'), look.get('ci_high'))}"))
+    cal = meta.get("calibration")
+    if cal:
+        props += [(f"calibration.{k}", cal[k]) for k in ("accuracy", "kappa", "position_consistency", "passed")]
+    for row in (meta.get("per_principle") or {}).get("rows", []):
+        props.append((f"principle.{row['principle']}", f"{row['verdict']} win_rate={_pct(row.get('win_rate'))}"))
+    if not props:
+        return ""
+    return "<properties>" + "".join(f"<property name={quoteattr(str(k))} value={quoteattr(str(v))}/>"
+                                    for k, v in props) + "</properties>"
 
 
 def render_html(result: "CompareResult") -> str:
@@ -219,6 +323,14 @@ def render_html(result: "CompareResult") -> str:
              f"{esc(cost_line(meta))}.</p>",
              "<h2>Statistics</h2>", table_html(["metric", "value", "SEM", "95% CI"], stats_rows(result.stats)),
              "<h2>Judge health</h2>", table_html(["check", "value"], health_rows(result.health))]
+    if meta.get("calibration"):
+        parts.append(f"<p>{esc(calibration_line(meta))}</p>")
+    if meta.get("sequential"):
+        parts += ["<h2>Sequential gate</h2>", f"<p>{esc(sequential_line(meta))}</p>",
+                  table_html(["round", "judged", "win rate", "repeated 95% CI", "decision"], sequential_rows(meta))]
+    if meta.get("per_principle"):
+        parts += ["<h2>Per-principle verdicts</h2>",
+                  table_html(["principle", "n", "win rate", "95% CI", "Holm p (pass)", "verdict"], principle_rows(meta))]
     for w in result.health.get("warnings", []):
         parts.append(f"<p class='warn'>warning: {esc(w)}</p>")
     for note in result.stats.notes:

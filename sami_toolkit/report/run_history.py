@@ -102,6 +102,18 @@ def _mi_file(path: Path, metrics: dict[str, Any], prefix: str, default: str) -> 
     return path / "eval" / (Path(recorded).name if isinstance(recorded, str) and recorded else default)
 
 
+def mi_sources(metrics: dict[int, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Every MI evaluator of the run as (metric prefix, default file, label): the two of :data:`MI_FILES`, then each
+    prefixed one that recorded its file (``helpful_mi_file``: HH's subsets). Exp. 3's ``id_``/``ood_``/``all_``
+    evaluators draw a different constitution per item, so they have no per-constitution series and are left out."""
+    skip = {prefix for prefix, _, _ in MI_FILES} | {"id_", "ood_", "all_"}
+    found = sorted({key[: -len("mi_file")] for m in metrics.values() for key in m
+                    if key.endswith("mi_file") and isinstance(m[key], str) and key[: -len("mi_file")] not in skip})
+    return [*MI_FILES, *((prefix, f"{prefix}mi.jsonl", Path(next(
+        m[f"{prefix}mi_file"] for m in metrics.values() if isinstance(m.get(f"{prefix}mi_file"), str))).stem)
+        for prefix in found)]
+
+
 def _mi_rows(iters: list[tuple[int, Path]], metrics: dict[int, dict[str, Any]], prefix: str, default: str,
              notes: list[str]) -> dict[int, list[dict[str, Any]]]:
     out = {}
@@ -163,7 +175,7 @@ def mi_per_constitution(iters: list[tuple[int, Path]], metrics: dict[int, dict[s
     """Per MI evaluator: a chart and a table of each constitution's InfoNCE term over the iterations."""
     title = "MI per constitution"
     parts = []
-    for prefix, default, name in MI_FILES:
+    for prefix, default, name in mi_sources(metrics):
         by_iter = {t: _constitution_means(rows)
                    for t, rows in _mi_rows(iters, metrics, prefix, default, notes).items()}
         by_iter = {t: m for t, m in by_iter.items() if m}

@@ -11,7 +11,9 @@ constitution: :mod:`sami_toolkit.report.run_history`), judge health, the held-ou
 training, and example responses side by side. The page is titled with the config's name, as ``summary.md`` is.
 Every piece of model or user text is HTML-escaped. The run directory is read defensively: a missing or
 unreadable piece is skipped with a note on the page, never a traceback (:mod:`sami_toolkit.report.run_files`).
-Metric names and labels come from :mod:`sami_toolkit.core.metrics`.
+Metric names and labels come from :mod:`sami_toolkit.core.metrics`, prefixed keys included: an Exp. 3 run's
+``id_`` / ``ood_`` and an HH run's ``helpful_`` / ``harmless_`` / ``instruct_`` metrics are series of the same panels
+and get a statistics table per prefix.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.core.io import atomic_write_text, read_text
-from sami_toolkit.core.metrics import metric
+from sami_toolkit.core.metrics import Metric, metric, split_key, variants
 from sami_toolkit.report.html import esc, html_page, svg_line_chart, table_html
 from sami_toolkit.report.run_files import iteration_dirs, load_metrics, num, read_json, read_rows, run_name
 from sami_toolkit.report.run_history import before_after, filtering, mi_per_constitution, training_loss
@@ -51,6 +53,24 @@ def _series(metrics: dict[int, dict[str, Any]], key: str, **extra: Any) -> dict[
 
 def _has(metrics: dict[int, dict[str, Any]], key: str) -> bool:
     return any(num(m.get(key)) is not None for m in metrics.values())
+
+
+def _shown(metrics: dict[int, dict[str, Any]], base_keys: Any) -> list[Metric]:
+    """The metrics of ``base_keys`` with a number in some iteration, each followed by its prefixed versions."""
+    present = {key for m in metrics.values() for key, value in m.items() if num(value) is not None}
+    return variants(base_keys, present)
+
+
+def _base_key(key: str) -> str:
+    """The vocabulary key behind ``key``'s prefixes (``id_balanced_win_rate_vs_base`` -> ``balanced_...``)."""
+    found = split_key(key)
+    return found[1].key if found else key
+
+
+def _prefix_label(key: str) -> str:
+    """The words of ``key``'s prefixes ("ID", "helpful instruct baseline"), ``""`` for an unprefixed key."""
+    found = split_key(key)
+    return " ".join(p.label for p in found[0]) if found else ""
 
 
 def _fmt(v: Any, sem: Any = None, pct: bool = False, digits: int = 3) -> str:
@@ -112,7 +132,9 @@ def _examples(run_dir: Path, iters: list[tuple[int, Path]], notes: list[str], k:
 
     per_iter: dict[int, dict[str, Any]] = {}
     for t, path in iters:
-        for name in ("win_rate_vs_base.jsonl", "win_rate_vs_instruct.jsonl"):
+        prefixed = sorted(f.name for f in (path / "eval").glob("*_win_rate_vs_*.jsonl")) \
+            if (path / "eval").is_dir() else []  # Exp. 3's id_..., HH's helpful_...: the first one found
+        for name in ("win_rate_vs_base.jsonl", "win_rate_vs_instruct.jsonl", *prefixed):
             f = path / "eval" / name
             if f.is_file():
                 per_iter[t] = {row.id: row for row in read_rows(f, JudgmentRow, notes)}
@@ -129,9 +151,11 @@ def _examples(run_dir: Path, iters: list[tuple[int, Path]], notes: list[str], k:
 # ------------------------------------------------------------------------------------------------ sections
 def _charts(metrics: dict[int, dict[str, Any]]) -> str:
     """The three Figure 2 panels (spec §8.6) and the note on which MI is a bound."""
-    mi = [_series(metrics, key) for key in MI_CHART_KEYS if _has(metrics, key)]
-    length = [_series(metrics, "mean_length_tokens")] if _has(metrics, "mean_length_tokens") else []
-    wr = [_series(metrics, key, dashed=dashed) for key, dashed in WIN_RATE_CHART if _has(metrics, key)]
+    mi = [_series(metrics, m.key) for m in _shown(metrics, MI_CHART_KEYS)]
+    length = [_series(metrics, m.key) for m in _shown(metrics, ("mean_length_tokens",))]
+    dashed = {key for key, d in WIN_RATE_CHART if d}  # balanced rates dashed, behind any prefix too
+    wr = [_series(metrics, m.key, dashed=_base_key(m.key) in dashed)
+          for m in _shown(metrics, [key for key, _ in WIN_RATE_CHART])]
     charts = [svg_line_chart("Mutual information (± SEM)", mi, ylabel="nats"),
               svg_line_chart("Mean response length (± SEM)", length, ylabel="tokens"),
               svg_line_chart("Win rate (± SEM)", wr, ylabel="win rate", reference=0.5, reference_label="chance",
@@ -144,22 +168,32 @@ def _charts(metrics: dict[int, dict[str, Any]]) -> str:
 
 
 def _statistics(metrics: dict[int, dict[str, Any]]) -> str:
-    """Every iteration's value ± SEM of each vocabulary metric the run has."""
-    cols = [metric(key) for key in STAT_KEYS if _has(metrics, key)]
-    if not cols:
+    """Every iteration's value ± SEM of each vocabulary metric the run has: one table for the unprefixed keys and
+    one per prefix group (Exp. 3's ID and OOD, HH's helpful and harmless), so a table stays readable."""
+    groups: dict[str, list[Metric]] = {}
+    for m in _shown(metrics, STAT_KEYS):
+        groups.setdefault(_prefix_label(m.key), []).append(m)
+    if not groups:
         return "<h2>Statistics</h2><p class='note'>No metrics recorded yet.</p>"
-    rows = [[t, *[_fmt(metrics[t].get(m.key), metrics[t].get(f"{m.key}_sem"), m.is_rate,
-                       1 if m.unit == "tokens" else 3) for m in cols]]
-            for t in sorted(metrics)]
-    return "<h2>Statistics</h2>" + table_html(["iteration", *[m.heading for m in cols]], rows)
+    parts = ["<h2>Statistics</h2>"]
+    for label, cols in sorted(groups.items(), key=lambda kv: kv[0] != ""):  # unprefixed first, then as found
+        rows = [[t, *[_fmt(metrics[t].get(m.key), metrics[t].get(f"{m.key}_sem"), m.is_rate,
+                           1 if m.unit == "tokens" else 3) for m in cols]]
+                for t in sorted(metrics)]
+        if label:
+            parts.append(f"<h3>{esc(label)}</h3>")
+        parts.append(table_html(["iteration", *[m.heading for m in cols]], rows))
+    return "".join(parts)
 
 
 def _judge_health(metrics: dict[int, dict[str, Any]]) -> str:
     rows = []
     for t in sorted(metrics):
         for key, h in metrics[t].items():
-            if key.startswith("judge_health_vs_") and isinstance(h, dict):
-                rows.append([t, key.removeprefix("judge_health_vs_"), _fmt(h.get("failure_rate"), pct=True),
+            found = split_key(key)
+            if found is not None and found[1].key.startswith("judge_health_vs_") and isinstance(h, dict):
+                comparator = " ".join([*(p.label for p in found[0]), found[1].key.removeprefix("judge_health_vs_")])
+                rows.append([t, comparator, _fmt(h.get("failure_rate"), pct=True),
                              _fmt(h.get("first_position_rate"), pct=True), _fmt(h.get("position_consistency"), pct=True),
                              "; ".join(map(str, h.get("warnings", []))) or "—"])
     if not rows:

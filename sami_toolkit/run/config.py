@@ -23,7 +23,8 @@ from sami_toolkit.core.errors import ConfigError
 from sami_toolkit.training.settings import TrainSettings
 
 #: presets shipped as ``sami_toolkit/data/preset-<name>.yaml``
-PRESETS: tuple[str, ...] = ("paper-hh", "paper-tldr", "paper-diverse", "demo")
+PRESETS: tuple[str, ...] = ("paper-hh", "paper-tldr", "paper-tldr-mixtral", "paper-diverse", "paper-diverse-cot",
+                             "demo")
 
 #: the largest seed: numpy, torch and Python's random all accept 0..2**32-1; torch.manual_seed overflows beyond 2**64
 MAX_SEED = 2**32 - 1
@@ -34,6 +35,17 @@ MAX_EXTENDS_DEPTH = 16
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class SubsetConstitutions(_Model):
+    """Per-subset constitution rule of a combined pool (HH, spec §5.3): which principles, in which generation
+    order, and which one every negative negates."""
+
+    names: list[str] | None = Field(None, description="Principles in generation order (the HH code lists harmless "
+                                    "first for helpful-base queries and helpful first for harmless-base, spec "
+                                    "§5.3/§10.19); default: constitutions.names.")
+    negate: list[str] = Field(default_factory=list, description="Principles every negative constitution negates "
+                              "(HH: the subset's own principle, spec §5.3); positive_vs_negative only.")
 
 
 class ConstitutionsConfig(_Model):
@@ -48,6 +60,10 @@ class ConstitutionsConfig(_Model):
                                                       "train_principles, else all).")
     k: int | None = Field(None, ge=1, description="Principles per constitution (complement default 2; others: "
                                                   "all of `names`).")
+    subsets: dict[str, SubsetConstitutions] = Field(
+        default_factory=dict, description="Rules per query subset (a query's meta 'subset', e.g. helpful-base / "
+        "harmless-base from the hh-rlhf or mix sources): names in generation order and always-negated principles "
+        "(spec §5.3). Queries of other subsets use the rule above.")
 
     @field_validator("n")
     @classmethod
@@ -68,6 +84,10 @@ class DataConfig(_Model):
     alternate_halves: bool = Field(True, description="Iteration 1 samples on half A, 2 on half B, 3 on A… so the "
                                    "sampling model never generates on queries it was trained on (spec §2.6). "
                                    "false = every iteration uses half A.")
+    max_pairs_per_subset: int | None = Field(None, ge=1, description="Keep at most this many surviving pairs per "
+                                             "query subset (meta 'subset'; one subset without it), in pool order: "
+                                             "the run scripts' n_examples (TL;DR 2000, HH 1000 + 1000, spec "
+                                             "§2.4–§2.5). null = every surviving pair.")
     eval_source: ComponentRef | None = Field(None, description="Held-out query source for evaluation (spec §8.1: "
                                              "TL;DR validation split, HH test split); null = the last "
                                              "`eval.size` queries of `source`, which are then excluded from the pool.")
@@ -102,6 +122,10 @@ class RunConfig(_Model):
     sampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="hf"),
                                   description="Response sampler (`hf` = transformers generate; greedy, "
                                               "max_new_tokens 350 by default, spec §2.3).")
+    sampling_prompt: Literal["generation", "generation_cot", "training"] = Field(
+        "generation", description="Template that samples the training responses: generation (example format with "
+        "prefill, Exp. 1–2, spec §7.1/§7.3), generation_cot (Exp. 3 CoT, spec §7.2: only the text after 'Summary:' "
+        "is kept and the CoT filters apply) or training (Exp. 3 without CoT: the training prompt, no prefill).")
     filter: dict[str, Any] = Field(default_factory=dict, description="Overrides of the task's default filter "
                                    "(FilterOptions: drop_substrings, require_positive_period, require_distinct, "
                                    "max_chars; spec §2.7).")
@@ -180,10 +204,11 @@ class RunConfig(_Model):
         return 0 if (not self.data.alternate_halves or iteration % 2 == 1) else 1
 
     def filter_options(self) -> Any:
-        """The task's default filter (spec §2.7) with this config's overrides."""
+        """The task's default filter (spec §2.7; the CoT rules with ``sampling_prompt: generation_cot``) with this
+        config's overrides."""
         from sami_toolkit.text.postprocess import FilterOptions, default_filter_options
 
-        base = default_filter_options(self.task).model_dump()
+        base = default_filter_options(self.task, cot=self.sampling_prompt == "generation_cot").model_dump()
         return FilterOptions.model_validate({**base, **self.filter})
 
     def resolved_run_dir(self) -> Path:

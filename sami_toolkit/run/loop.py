@@ -4,7 +4,8 @@ For iteration η = 1..N:
 
 1. **sample** — for each query of the current half of the pool (halves alternate, spec §2.6) draw C
    constitutions (spec §5.3) and generate one response per constitution with the *previous* model π_{η-1}
-   (π_0 = π_BASE) and the generation prompt (file-order principles, spec §2.8).  Samples are appended to
+   (π_0 = π_BASE) and the sampling prompt (``sampling_prompt``: generation, CoT or training, spec §7;
+   file-order principles, spec §2.8).  Samples are appended to
    ``samples.jsonl`` chunk by chunk, so a killed run resumes mid-way without regenerating anything;
 2. **pairs** — post-process and filter (spec §2.7), counting every dropped query and why; kept queries get C
    training prompts with independently shuffled principle order (spec §2.8) and go to ``pairs.jsonl``;
@@ -35,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from sami_toolkit.core.errors import ConfigError, InfrastructureError
-from sami_toolkit.run.plan import (Plan, build_trainer, create, plan_run, queries_hash, sample_items, sampler_options,
-                                   seeded_rng)
+from sami_toolkit.run.plan import (Plan, build_trainer, cap_pairs, create, plan_run, postprocess_sample, queries_hash,
+                                   sample_items, sampler_options, seeded_rng)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -221,7 +222,7 @@ class SamiLoop:
     def make_pairs(self, t: int) -> None:
         started = time.perf_counter()
         from sami_toolkit.core.io import atomic_write_json, atomic_write_jsonl
-        from sami_toolkit.text.postprocess import filter_pair, postprocess_response
+        from sami_toolkit.text.postprocess import filter_pair
 
         cfg, plan = self.config, self.plan
         ordered = self._ordered_samples(t)
@@ -230,14 +231,18 @@ class SamiLoop:
         pairs = []
         half = plan.halves[cfg.half_for(t)]
         for q in half:
-            responses = [postprocess_response(cfg.task, s.raw, plan.templates) for s in ordered[q.id]]
+            # the sampling prompt decides the clean-up: cut + prefill, the CoT final answer, or strip (spec §2.7)
+            responses = [postprocess_sample(cfg, plan, s.raw) for s in ordered[q.id]]
             reason = filter_pair(cfg.task, responses, options, plan.positive_index)
             if reason is not None:
                 dropped[reason] += 1
                 continue
             pairs.append(self._pair(t, q, ordered[q.id], responses))
+        pairs, capped = cap_pairs(cfg, half, pairs)  # data.max_pairs_per_subset (spec §2.5: n_examples)
         stats = {"queries": len(half), "kept": len(pairs), "dropped": sum(dropped.values()),
                  "dropped_by_reason": dict(sorted(dropped.items()))}
+        if capped:
+            stats["over_max_pairs"] = capped
         atomic_write_json(self.run.iteration_dir(t) / "filter.json", stats)
         atomic_write_jsonl(self.run.pairs_path(t), [p.to_dict() for p in pairs])
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "none"

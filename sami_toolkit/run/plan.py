@@ -127,33 +127,100 @@ def plan_run(config: "RunConfig", console: "Console | None" = None, *, registry:
     pool, eval_queries = _pool_and_eval(config, registry)
     notes: list[str] = []
     halves = pool_halves(config, pool, notes)
-    positive_index = 0 if config.constitutions.strategy == "positive_vs_negative" else None
-    # check the strategy/C/k combination now rather than after the base model has been loaded
-    sample_constitutions(pset, config.constitutions.strategy, config.constitutions.n, random.Random(0),
-                         config.constitutions.names, config.constitutions.k)
+    # the response the "positive ends with '.'" rule checks: the all-definition one (positive_vs_negative), or
+    # for complement the first drawn constitution, which the Exp. 3 code calls positive (spec §2.7, §5.3)
+    positive_index = 0 if config.constitutions.strategy in ("positive_vs_negative", "complement",
+                                                            "complement_random_flip") else None
+    # check the strategy/C/k combination (and every subset rule) now rather than after the base model has loaded
+    cc = config.constitutions
+    sample_constitutions(pset, cc.strategy, cc.n, random.Random(0), cc.names, cc.k)
+    for subset, rule in cc.subsets.items():
+        try:
+            sample_constitutions(pset, cc.strategy, cc.n, random.Random(0), rule.names or cc.names,
+                                 None if rule.negate else cc.k, rule.negate)
+        except ConfigError as exc:
+            raise ConfigError(f"constitutions.subsets.{subset}: {exc.message}") from None
+    from sami_toolkit.text.prompts import sampling_template
+
+    sampling_template(templates, config.sampling_prompt)  # a task without a CoT template fails here
+    _check_evaluators(config, pset, templates, registry)
     return Plan(pset=pset, templates=templates, halves=halves, eval_queries=eval_queries,
                 positive_index=positive_index, base_model=base, notes=notes)
 
 
-def sample_items(config: "RunConfig", plan: Plan, t: int) -> list[dict[str, Any]]:
-    """Every (query, constitution) iteration ``t`` samples, in a fixed order (spec §2.1 step 1): the C
-    constitutions of each query of the iteration's half (spec §5.3), drawn from a generator seeded by
-    ``(seed, t, query id)``, and the generation prompt with the principles in file order (spec §2.8)."""
+def query_constitutions(config: "RunConfig", plan: Plan, t: int, q: "Query") -> list[Any]:
+    """The C constitutions of query ``q`` at iteration ``t`` (spec §5.3), from a generator seeded by
+    ``(seed, t, query id)``; a query whose ``meta['subset']`` has a rule in ``constitutions.subsets`` (HH's
+    combined pool) uses that rule's principle order and always-negated principles."""
     from sami_toolkit.text.constitutions import sample_constitutions
-    from sami_toolkit.text.prompts import build_prompt, format_question
 
     cc = config.constitutions
+    rng = seeded_rng(config.seed, "constitutions", t, q.id)
+    rule = cc.subsets.get(str(q.meta.get("subset"))) if cc.subsets else None
+    if rule is not None:
+        return sample_constitutions(plan.pset, cc.strategy, cc.n, rng, rule.names or cc.names,
+                                    None if rule.negate else cc.k, rule.negate)
+    return sample_constitutions(plan.pset, cc.strategy, cc.n, rng, cc.names, cc.k)
+
+
+def _check_evaluators(config: "RunConfig", pset: "PrincipleSet", templates: "PromptTemplates",
+                      registry: "Registry") -> None:
+    """What an evaluator can only check against the principle set and templates (e.g. an OOD split needs
+    ``held_out_principles``, a CoT prompt needs the task's CoT template), now rather than after an iteration."""
+    for i, ref in enumerate(config.evaluators):
+        evaluator = create(registry, "evaluators", ref, f"evaluators[{i}]")
+        check = getattr(evaluator, "check_plan", None)
+        if check is None:
+            continue
+        try:
+            check(pset, templates, baseline_model=config.eval.baseline_model)
+        except ConfigError as exc:
+            raise ConfigError(f"evaluators[{i}] ({ref.name}): {exc.message}", hint=exc.hint) from None
+
+
+def sample_items(config: "RunConfig", plan: Plan, t: int) -> list[dict[str, Any]]:
+    """Every (query, constitution) iteration ``t`` samples, in a fixed order (spec §2.1 step 1): the C
+    constitutions of each query of the iteration's half (:func:`query_constitutions`, spec §5.3) and the
+    sampling prompt (``sampling_prompt``: the generation, CoT or training template, spec §7) with the principles
+    in the constitution's order (file order, or the drawn order for sampled principles; spec §2.8)."""
+    from sami_toolkit.text.prompts import build_prompt, format_question, sampling_template
+
+    template = sampling_template(plan.templates, config.sampling_prompt)
     items = []
     for q in plan.halves[config.half_for(t)]:
-        consts = sample_constitutions(plan.pset, cc.strategy, cc.n, seeded_rng(config.seed, "constitutions", t, q.id),
-                                      cc.names, cc.k)
+        consts = query_constitutions(config, plan, t, q)
         question = format_question(plan.templates, q.text)
         for j, c in enumerate(consts):
             rendered = c.render(plan.pset)
             items.append({"query_id": q.id, "index": j, "label": c.label(), "constitution": rendered,
                           "items": c.to_dict()["items"],
-                          "prompt": build_prompt(plan.templates.generation, constitution=rendered, question=question)})
+                          "prompt": build_prompt(template, constitution=rendered, question=question)})
     return items
+
+
+def postprocess_sample(config: "RunConfig", plan: Plan, raw: str) -> str:
+    """The stored response of one sampled generation (spec §2.7): cut and prefill put back for the generation
+    prompt, the final answer only for the CoT prompt, stripped for the training prompt (spec §7.2)."""
+    from sami_toolkit.text.postprocess import postprocess_sampled
+
+    return postprocess_sampled(config.task, raw, plan.templates, config.sampling_prompt)
+
+
+def cap_pairs(config: "RunConfig", queries: Sequence["Query"], pairs: list[Any]) -> tuple[list[Any], int]:
+    """The first ``data.max_pairs_per_subset`` kept pairs of each query subset, in pool order (the run scripts'
+    ``n_examples``, spec §2.4–§2.5), and how many were left out."""
+    cap = config.data.max_pairs_per_subset
+    if cap is None:
+        return pairs, 0
+    subset = {q.id: q.meta.get("subset") for q in queries}
+    seen: dict[Any, int] = {}
+    kept = []
+    for pair in pairs:
+        key = subset.get(pair.query_id)
+        if seen.get(key, 0) < cap:
+            seen[key] = seen.get(key, 0) + 1
+            kept.append(pair)
+    return kept, len(pairs) - len(kept)
 
 
 def queries_hash(plan: Plan) -> str:

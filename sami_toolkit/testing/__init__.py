@@ -12,6 +12,8 @@ Fixtures (nothing global: each test gets its own plugin system and registry):
   test; pass it to whatever builds components (``registry.create``, ``run_sami``, ``run_compare``, the CLI);
 * ``sami_kit_fakes`` registers the fakes on it;
 * ``sami_kit_register_plugin`` registers any plugin object (module, class or instance with hookimpls) on it;
+* ``sami_kit_register_component`` registers component classes (a judge, a sampler...) on it without a plugin
+  class: each goes to the ``register_<kind>`` hook of its kind;
 * ``sami_kit_cli`` invokes the CLI in-process with it (click's ``CliRunner``);
 * ``tiny_model_dir`` is a session-scoped directory holding a random-weight Llama-style model (hidden size 32) and a
   byte-level BPE tokenizer trained on the spot, so tests never download anything.
@@ -127,6 +129,26 @@ def sami_kit_register_plugin(sami_kit_registry: "Registry") -> Callable[[object,
 
     def _register(plugin: object, name: str) -> None:
         sami_kit_registry.system.register_plugin(plugin, name, source="test")
+
+    return _register
+
+
+@pytest.fixture
+def sami_kit_register_component(sami_kit_register_plugin: Callable[[object, str], None]) -> Callable[..., None]:
+    """Register component classes on this test's ``sami_kit_registry``: ``sami_kit_register_component(MyJudge,
+    MySampler)``. Each class goes to the hook of its ``kind`` (``register_judges``, ``register_query_sources``...),
+    as if a plugin had registered it — the shortcut for a test that needs one scripted component."""
+
+    def _register(*classes: type) -> None:
+        for cls in classes:
+            hook_name = "register_" + str(getattr(cls, "kind")).replace("-", "_")
+
+            def hook(register: Any, _cls: type = cls) -> None:
+                register(_cls)
+
+            hook.__name__ = hook_name
+            plugin = type(f"{cls.__name__}Plugin", (), {hook_name: staticmethod(hookimpl(hook))})
+            sami_kit_register_plugin(plugin, f"test-component:{cls.kind}:{cls.name}")
 
     return _register
 

@@ -228,19 +228,26 @@ def _distinct_random_variants(names: Sequence[str], count: int, rng: random.Rand
 
 
 def sample_constitutions(pset: "PrincipleSet", strategy: Strategy | str, n: int, rng: random.Random,
-                         names: Sequence[str] | None = None, k: int | None = None) -> list[Constitution]:
+                         names: Sequence[str] | None = None, k: int | None = None,
+                         always_negate: Sequence[str] = ()) -> list[Constitution]:
     """The ``n`` (= C) constitutions contrasted for one query (spec §5.3); call once per query.
 
     ``names`` restricts the principles (default: the set's ``train_principles``, else all).  ``k`` is how many
     of them each query uses: for ``complement`` it defaults to 2 (Exp. 3 draws 2 of the 15 training
     principles); for the other strategies it defaults to all of ``names``, and a smaller ``k`` first draws ``k``
     distinct principles at random.  The principles keep the order in which they were drawn.
+
+    ``always_negate`` (``positive_vs_negative`` only): principles every negative constitution negates.  The HH code
+    (spec §5.3) pairs a helpful-base query's positive with *harmless + not helpful* or *not harmless + not
+    helpful*: the subset's own principle is always negated.
     """
     strategy = normalize_strategy(strategy)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"the number of constitutions per query (C) must be an integer >= 2, got {n!r}: "
                           "SAMI contrasts several constitutions per query (spec §2.2)")
     pool = _resolve_names(pset, names, default_train=True)
+    if always_negate:
+        return _negating_pairs(pset, pool, n, rng, list(always_negate), strategy, k)
     if k is None:
         k = min(2, len(pool)) if strategy == "complement" else len(pool)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(pool):
@@ -269,3 +276,66 @@ def sample_constitutions(pset: "PrincipleSet", strategy: Strategy | str, n: int,
         raise ConfigError(f"strategy iid: C={n} exceeds the {space} constitutions that {k} principles give; "
                           "lower C or use more principles")
     return [_random_variant(chosen, rng) for _ in range(n)]
+
+
+def _negating_pairs(pset: "PrincipleSet", pool: list[str], n: int, rng: random.Random, negate: list[str],
+                    strategy: str, k: int | None) -> list[Constitution]:
+    """``positive_vs_negative`` where every negative negates ``negate`` (spec §5.3, HH): the all-positive
+    constitution over ``pool`` (in that order: the generation prompt lists principles as given), then ``n - 1``
+    distinct variants with ``negate`` flipped and the other principles drawn uniformly."""
+    if strategy != "positive_vs_negative":
+        raise ConfigError(f"always-negated principles ({', '.join(negate)}) need strategy positive_vs_negative, "
+                          f"not {strategy} (the HH code's rule, spec §5.3)")
+    if k is not None and k != len(pool):
+        raise ConfigError("always-negated principles use every selected principle: drop constitutions.k")
+    for name in negate:
+        pset.get(name)
+        if name not in pool:
+            raise ConfigError(f"always-negated principle '{name}' is not among the selected principles "
+                              f"({', '.join(pool)})")
+    free = [name for name in pool if name not in negate]
+    space = 2 ** len(free)
+    if n - 1 > space:
+        raise ConfigError(f"{n - 1} negative constitutions with {', '.join(negate)} always negated need "
+                          f"{n - 1} distinct variants but only {space} exist; lower C")
+    variants = [_variant(free, i) for i in range(space)] if free else [Constitution(())]
+    picked = rng.sample(variants, n - 1)
+    negatives = []
+    for variant in picked:
+        chosen = dict(variant.items)
+        negatives.append(Constitution(tuple((name, False if name in negate else chosen[name]) for name in pool)))
+    return [Constitution.positive(pool), *negatives]
+
+
+def sampled_eval_constitution(pset: "PrincipleSet", names: Sequence[str], rng: random.Random,
+                              k: int = 2) -> Constitution:
+    """One evaluation constitution of Exp. 3 (spec §5.3, §8.1): ``k`` distinct principles drawn from ``names``
+    (the train-15 for in-distribution, the held-out-5 for OOD), each randomly as its definition or antithesis,
+    so it may contain antitheses ("Summaries should use only text.")."""
+    return sample_constitutions(pset, "complement", 2, rng, names, k)[0]
+
+
+def eval_constitution_rng(seed: int, split: str, query_id: str) -> random.Random:
+    """The generator that draws query ``query_id``'s evaluation constitution for principle split ``split``: seeded
+    by the three alone, so every iteration, the base model and both evaluators (win rate and MI) see the same
+    constitution for an item (the paper drew them once with ``random.seed(42)``, spec §5.3)."""
+    return random.Random(f"{seed}:eval-constitution:{split}:{query_id}")
+
+
+def principle_split(pset: "PrincipleSet", split: str) -> list[str]:
+    """The principle names of ``split``: ``id`` = the set's ``train_principles`` (in-distribution, spec §6.4),
+    ``ood`` = its ``held_out_principles``, ``all`` = every principle; a ConfigError when the set has no such split."""
+    if split == "all":
+        return [p.name for p in pset.principles]
+    if split == "id":
+        if pset.train_principles:
+            return list(pset.train_principles)
+        held = set(pset.held_out_principles or [])
+        return [p.name for p in pset.principles if p.name not in held]
+    if split == "ood":
+        if not pset.held_out_principles:
+            raise ConfigError(f"principle set '{pset.name}' has no held_out_principles, so there is nothing to "
+                              "evaluate out of distribution (spec §6.4)",
+                              hint="use a set with held_out_principles (tldr-diverse) or principles: id")
+        return list(pset.held_out_principles)
+    raise ConfigError(f"unknown principle split '{split}'; choose id, ood or all")

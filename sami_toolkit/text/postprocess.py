@@ -34,6 +34,10 @@ class FilterOptions(BaseModel):
 
     drop_substrings: list[str] = Field(default_factory=list, description="Drop the pair if any response contains "
                                        "one of these (case-sensitive), e.g. template echoes like '[insert'.")
+    drop_prefixes: list[str] = Field(default_factory=list, description="Drop the pair if any response starts with "
+                                     "one of these (case-sensitive, leading whitespace ignored): the paper's HH "
+                                     "text removed responses that \"started with 'I'm sorry'\" (spec §2.7, §10.11); "
+                                     "its code dropped any 'sorry' instead (drop_substrings).")
     require_positive_period: bool = Field(default=False, description="Drop the pair unless the positive response "
                                           "ends with '.' (the paper's TL;DR rule; note it also drops every "
                                           "response cut off at max_new_tokens).")
@@ -101,10 +105,29 @@ def postprocess_response(task: str, raw: str, templates: "PromptTemplates", *, c
     return (templates.response_prefix + body).strip()
 
 
+#: which template samples responses (``sampling_prompt`` of a run, ``prompt`` of the evaluators): the example-format
+#: generation prompt (Exp. 1–2), the chain-of-thought prompt (Exp. 3 CoT, spec §7.2) or the plain training prompt
+#: (Exp. 3 without CoT: no prefill, spec §7.2, §10.20)
+SAMPLING_PROMPTS: tuple[str, ...] = ("generation", "generation_cot", "training")
+
+
+def postprocess_sampled(task: str, raw: str, templates: "PromptTemplates", prompt: str = "generation") -> str:
+    """The stored response for a generation sampled with template ``prompt`` (one of :data:`SAMPLING_PROMPTS`):
+    ``generation_cot`` keeps only the final answer after ``"Summary:"`` (the reasoning is discarded, spec §2.7);
+    ``training`` has no prefill, so no ``"The post "`` is put back (spec §7.2: the response is only stripped)."""
+    if prompt not in SAMPLING_PROMPTS:
+        raise ConfigError(f"unknown sampling prompt '{prompt}'; choose one of: {', '.join(SAMPLING_PROMPTS)}")
+    if prompt == "generation_cot":
+        return postprocess_response(task, raw, templates, cot=True)
+    return postprocess_response(task, raw, templates, add_prefix=prompt == "generation")
+
+
 def filter_pair(task: str, responses: Sequence[str], options: FilterOptions,
                 positive_index: int | None = 0) -> str | None:
     """``None`` to keep a query's responses, or why to drop them: ``"empty"``, ``"contains:<substring>"``,
-    ``"too_long"``, ``"positive_no_period"`` or ``"identical"`` (checked in that order).
+    ``"starts_with:<prefix>"``, ``"too_long"``, ``"positive_no_period"`` or ``"identical"`` (checked in that order).
+
+    ``"starts_with:<prefix>"`` (``drop_prefixes``) is checked right after the substrings.
 
     ``positive_index`` is the position of the all-definition response (``None`` when there is none, e.g. the
     complement strategy), used by ``require_positive_period``.
@@ -116,6 +139,9 @@ def filter_pair(task: str, responses: Sequence[str], options: FilterOptions,
     for substring in options.drop_substrings:
         if any(substring in response for response in responses):
             return f"contains:{substring}"
+    for prefix in options.drop_prefixes:
+        if any(response.lstrip().startswith(prefix) for response in responses):
+            return f"starts_with:{prefix}"
     if options.max_chars is not None and any(len(r) > options.max_chars for r in responses):
         return "too_long"
     if options.require_positive_period and positive_index is not None:

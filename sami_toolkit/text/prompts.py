@@ -213,6 +213,20 @@ TASK_TEMPLATES: dict[str, PromptTemplates] = {
 #: alternative task spellings
 TASK_ALIASES: dict[str, str] = {"hh": "hh-rlhf", "hh_rlhf": "hh-rlhf", "tl;dr": "tldr", "summarization": "tldr"}
 
+#: the constitution slot of a per-principle verdict (``eval compare --per-principle``, issue 18 §4): the judge's
+#: own template is kept (so any judge, its cache and its parser work unchanged) and its constitution is this one
+#: principle, with the instruction to judge on nothing else. ``{principle}`` is the rendered principle.
+PER_PRINCIPLE_CONSTITUTION = (
+    "{principle}\n\n(Judge the two responses on this one principle only. Ignore every other quality of the "
+    "responses, including principles not listed here; if neither response is affected by the principle, pick the "
+    "one that follows it more closely.)"
+)
+
+
+def per_principle_constitution(principle: str, template: str = PER_PRINCIPLE_CONSTITUTION) -> str:
+    """The constitution text of a per-principle judgment of ``principle``."""
+    return fill_template(template, what="per-principle constitution", principle=principle.strip())
+
 
 def normalize_task(task: str) -> str:
     """The canonical task name (``tldr``, ``hh-rlhf``, ``generic``), or a ConfigError with a did-you-mean."""
@@ -263,6 +277,22 @@ def format_judge_query(templates: PromptTemplates, text: str) -> str:
 def build_prompt(template: str, *, constitution: str, question: str) -> str:
     """Fill a generation/training/instruct template; a missing or unknown placeholder is a ConfigError."""
     return fill_template(template, constitution=constitution, question=question)
+
+
+def sampling_template(templates: PromptTemplates, prompt: str = "generation") -> str:
+    """The template that samples responses: ``generation`` (example format, Exp. 1–2), ``generation_cot``
+    (spec §7.2, Exp. 3 with CoT) or ``training`` (Exp. 3 without CoT: the training prompt, no prefill, spec §7.2);
+    a ConfigError when the task has no CoT template."""
+    if prompt == "generation":
+        return templates.generation
+    if prompt == "training":
+        return templates.training
+    if prompt == "generation_cot":
+        if templates.generation_cot is None:
+            raise ConfigError("this task has no chain-of-thought template (generation_cot): only tldr ships one "
+                              "(spec §7.2)", hint="set templates.generation_cot, or sampling_prompt: generation")
+        return templates.generation_cot
+    raise ConfigError(f"unknown sampling prompt '{prompt}'; choose one of: generation, generation_cot, training")
 
 
 def build_judge_messages(templates: PromptTemplates, *, query: str, constitution: str, response_a: str,

@@ -5,6 +5,7 @@
 * ``tldr`` — ``openai/summarize_from_feedback`` config ``comparisons``; rows are deduplicated by ``info['id']``
   keeping first-occurrence order and the query is ``info['post']`` (spec §2.4, §8.1); the template adds ``"POST: "``.
 * ``jsonl`` / ``csv`` — local files with a text field and an optional id field.
+* ``mix`` — several of these as one pool, each query labelled with its subset (HH's combined pool, spec §2.4).
 
 The hub sources accept ``data_files`` (a local JSON/JSONL/parquet file with the hub schema) so they run offline on
 a copy, and every source takes ``start`` / ``end`` / ``limit`` to cut a range in the source's own order (the
@@ -13,6 +14,7 @@ paper's configs use index ranges, spec §2.5–§2.6).  ``datasets`` is imported
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -228,6 +230,56 @@ class CsvSource(QuerySource):
         except csv.Error as exc:  # e.g. a NUL byte, an unterminated quote, a field over csv's size limit
             raise ConfigError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from None
         return _rows_to_queries(rows, self.options, str(path))
+
+
+class MixPart(ComponentOptions):
+    """One source of a ``mix``: a built-in query source and the subset label its queries carry."""
+
+    name: Literal["hh-rlhf", "tldr", "jsonl", "csv"] = Field(description="A built-in query source.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Its options.")
+    label: str | None = Field(None, description="Subset label (query meta 'subset', matched by "
+                                                "constitutions.subsets and the evaluators' query_subset); default: "
+                                                "the source's own subset (hh-rlhf: helpful-base / harmless-base), "
+                                                "else its name.")
+
+
+class MixSource(QuerySource):
+    """Several built-in sources as one pool, each query labelled with its subset (HH's combined pool, spec §2.4).
+
+    The label (query meta ``subset``) lets per-subset constitutions (``constitutions.subsets``) and per-subset
+    evaluation (``query_subset``) tell the sources apart.  ``interleave`` takes one query of each source in turn,
+    so the first ``2n`` queries — and so each pool half of ``data.pool_size: 2n`` — hold ``n`` of each."""
+
+    name = "mix"
+
+    class Options(RangeOptions):
+        sources: list[MixPart] = Field(min_length=1, description="The sources, in order.")
+        interleave: bool = Field(True, description="Round-robin over the sources (true) or one after another.")
+
+    def load(self) -> list[Query]:
+        classes: dict[str, type[QuerySource]] = {"hh-rlhf": HHRLHFSource, "tldr": TLDRSource, "jsonl": JsonlSource,
+                                                 "csv": CsvSource}
+        parts: list[list[Query]] = []
+        for i, part in enumerate(self.options.sources):
+            cls = classes[part.name]
+            try:
+                source = cls(cls.Options.model_validate(part.options))
+            except Exception as exc:  # noqa: BLE001 - a pydantic error: one line naming the part
+                raise ConfigError(f"mix source {i} ({part.name}): invalid options: {exc}".splitlines()[0]) from None
+            queries = []
+            for q in source.load():
+                label = part.label or str(q.meta.get("subset") or part.name)
+                queries.append(Query(id=f"{label}:{q.id}" if part.label else q.id, text=q.text,
+                                     meta={**q.meta, "subset": label}))
+            parts.append(queries)
+        if self.options.interleave:
+            mixed = [q for group in itertools.zip_longest(*parts) for q in group if q is not None]
+        else:
+            mixed = [q for queries in parts for q in queries]
+        ids = [q.id for q in mixed]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("mix: two sources give queries with the same id; give the parts distinct `label`s")
+        return _slice(mixed, self.options)
 
 
 def _resolve_path(text: str) -> Path:

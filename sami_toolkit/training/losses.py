@@ -150,3 +150,39 @@ def kl_response_tokens(policy_logits: torch.Tensor, reference_logits: torch.Tens
     if int(count) == 0:
         raise ValueError("kl_response_tokens: the mask selects no response token")
     return per_token.masked_fill(~mask, 0.0).sum() / count
+
+
+def _token_kl(policy_logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """Per-position full-vocabulary KL(p_θ || p_ref) (``[...]`` from logits ``[..., V]``); gradients into the
+    policy only."""
+    if policy_logits.shape != reference_logits.shape:
+        raise ValueError(f"policy and reference logits must have the same shape; got {tuple(policy_logits.shape)} "
+                         f"and {tuple(reference_logits.shape)} (score both models on the same inputs)")
+    log_p = torch.log_softmax(policy_logits.float(), dim=-1)
+    log_q = torch.log_softmax(reference_logits.detach().float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def kl_sequence(policy_logits: torch.Tensor, reference_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sequence-level KL(p_θ(y | x, c) || p_ref(y | x, c)), the paper's regulariser (spec §3, §10.17), averaged
+    over the C² (constitution, response) sequences.
+
+    By the chain rule the KL of two autoregressive sequence distributions is the expected **sum** over positions
+    of the token-level KLs; it is evaluated on the prefixes of the stored responses (the responses come from the
+    sampling model, not from π_θ, so this is the chain-rule sum along the data, as in Stiennon et al.'s
+    per-sample penalty).  ``mask [..., R]`` marks the scored response tokens of each sequence (``[B, C, C, R]``
+    from ``score_matrix(..., return_logits=True)``)."""
+    per_token = _token_kl(policy_logits, reference_logits)
+    if mask.shape != per_token.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match the logits' positions "
+                         f"{tuple(per_token.shape)}")
+    mask = mask.to(per_token.device, torch.bool)
+    if int(mask.sum()) == 0:
+        raise ValueError("kl_sequence: the mask selects no response token")
+    return per_token.masked_fill(~mask, 0.0).sum(dim=-1).mean()
+
+
+def kl_all_positions(policy_logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """The reference code's ``kl_divergence`` (spec §3, §10.17): the token-level KL averaged over **every**
+    position of the ``[N, T, V]`` logits — prompt, response and padding, unmasked."""
+    return _token_kl(policy_logits, reference_logits).mean()

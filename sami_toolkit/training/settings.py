@@ -66,8 +66,13 @@ class TrainSettings(BaseModel):
     loss_options: dict[str, Any] = Field(default_factory=dict, description="Options of the loss component.")
     scoring: ScoringOptions = Field(default_factory=ScoringOptions,
                                     description="How the C×C log-prob matrix is computed (spec §1.4).")
-    kl_beta: float = Field(0.0, ge=0, description="Weight of a KL penalty to the frozen base model on response "
-                                                  "tokens (spec §3; 0 in every paper run).")
+    kl_beta: float = Field(0.0, ge=0, description="Weight of a KL penalty to the frozen base model (spec §3; 0 in "
+                                                  "every paper run).")
+    kl_mode: Literal["response_tokens", "sequence", "all_positions"] = Field(
+        "response_tokens", description="Which KL (spec §3, §10.17): response_tokens = token-level KL averaged over "
+        "response tokens (default); sequence = the paper's sequence-level KL(p(y|x,c)), the per-sequence sum of "
+        "token KLs averaged over the C² sequences; all_positions = the reference code's mean over every position "
+        "of the padded batch, prompt and padding included (one extra forward pass per model).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass "
                                                             "(less memory, ~30% slower).")
     lora: LoraSettings | None = Field(None, description="Train a LoRA adapter instead of all weights.")

@@ -74,7 +74,8 @@ def sami_step(model: Any, tokenizer: Any, batch: Sequence[dict], settings: Train
         micro = batch[start:start + mbs]
         m = len(micro)
         with autocast_context(settings, str(device)):
-            result = _score(model, tokenizer, micro, settings, return_logits=use_kl)
+            result = _score(model, tokenizer, micro, settings,
+                            return_logits=use_kl and settings.kl_mode != "all_positions")
             scores = getattr(result, "scores", result)  # a ScoreOutput when logits were asked for
             loss = loss_fn(scores)
             objective = loss
@@ -112,13 +113,42 @@ def _has_adapter(model: Any) -> bool:
     return callable(getattr(model, "disable_adapter", None))
 
 
-def _kl_term(model: Any, tokenizer: Any, micro: Sequence[dict], settings: TrainSettings, policy_result: Any,
-             reference_model: Any) -> Any:
-    """KL(π_θ || π_ref) on response tokens of the same C² sequences (spec §3, §10.17)."""
+def _reference(model: Any, reference_model: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to the KL reference without gradient: the frozen model, or a peft model's base network."""
     import torch
 
-    from sami_toolkit.training.losses import kl_response_tokens
+    with torch.no_grad():
+        if reference_model is not None:
+            return fn(reference_model)
+        with model.disable_adapter():
+            return fn(model)
 
+
+def _all_position_logits(model: Any, tokenizer: Any, micro: Sequence[dict], settings: TrainSettings) -> Any:
+    """Logits ``[N, T, V]`` at every position of the C² right-padded prompt + response rows (the reference code's
+    forward pass, whose KL includes prompt and padding positions, spec §3)."""
+    from sami_toolkit.training.scoring.batches import naive_batch
+    from sami_toolkit.training.scoring.encoding import encode
+
+    enc = encode(tokenizer, [q["train_prompts"] for q in micro], [q["responses"] for q in micro], settings.scoring)
+    batch = naive_batch(enc)
+    device = next(model.parameters()).device
+    return model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+
+
+def _kl_term(model: Any, tokenizer: Any, micro: Sequence[dict], settings: TrainSettings, policy_result: Any,
+             reference_model: Any) -> Any:
+    """KL(π_θ || π_ref) of the same C² sequences (spec §3, §10.17), as ``settings.kl_mode`` says: on response
+    tokens (default), per sequence (the paper) or over every position (the reference code)."""
+    import torch
+
+    from sami_toolkit.training.losses import kl_all_positions, kl_response_tokens, kl_sequence
+
+    if settings.kl_mode == "all_positions":
+        policy_logits = _all_position_logits(model, tokenizer, micro, settings)
+        ref_logits = _reference(model, reference_model,
+                                lambda m: _all_position_logits(m, tokenizer, micro, settings))
+        return kl_all_positions(policy_logits, ref_logits.to(policy_logits.device))
     _, policy_logits, mask = _unpack_logits(policy_result)
     with torch.no_grad():
         if reference_model is not None:
@@ -127,6 +157,8 @@ def _kl_term(model: Any, tokenizer: Any, micro: Sequence[dict], settings: TrainS
             with model.disable_adapter():
                 ref_result = _score(model, tokenizer, micro, settings, return_logits=True)
     _, ref_logits, _ = _unpack_logits(ref_result)
+    if settings.kl_mode == "sequence":
+        return kl_sequence(policy_logits, ref_logits.to(policy_logits.device), mask)
     return kl_response_tokens(policy_logits, ref_logits.to(policy_logits.device), mask)
 
 

@@ -4,8 +4,11 @@ Per item it renders the task's judge prompt (system + user message), asks the mo
 (temperature 0, top_p 0.9, max_tokens 200), and parses the verdict strictly
 (:func:`sami_toolkit.judging.pairwise.parse_final_answer`). Around that:
 
-* a SQLite judgment cache (:mod:`sami_toolkit.judging.cache`) answers repeated items without an API call; only real
-  verdicts are stored, failures never (AlpacaEval #340);
+* a SQLite judgment cache (:mod:`sami_toolkit.judging.cache`) answers repeated items without an API call; verdicts
+  are stored, and so is an answer the strict parse cannot read ("Final Response: A and B": a tie under ``parse:
+  paper``, spec §10.15), as its raw text, so a rerun with the other parse never pays twice; it comes back as a
+  failed judgment with that text, and ``reask_unparsed`` asks again instead. Failed calls are never stored
+  (AlpacaEval #340);
 * ``concurrency`` calls run at once (asyncio + semaphore) with bounded retries that honour ``Retry-After``;
 * ``max_cost`` is a hard cap: before each call the worst-case cost of that call (prompt tokens + ``max_tokens`` at
   the model's price) is reserved, and a call that could cross the cap is not started. Finished judgments stay in the
@@ -31,6 +34,9 @@ from sami_toolkit import Scrubber
 from sami_toolkit.judging import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
+
+
+_UNPARSED_ERROR = "could not parse a final answer: expected 'Final Response: A' or 'B'"
 
 
 @dataclass
@@ -61,6 +67,10 @@ class _JudgeFields(ComponentOptions):
                                                            "started (exit 4). Needs a known price.")
     cache_path: str | None = Field(None, description="SQLite judgment cache; default "
                                                      "$SAMI_KIT_CACHE/judgments.sqlite; 'none' disables it.")
+    reask_unparsed: bool = Field(False, description="Ask again for items whose cached answer the strict parse "
+                                                    "could not read (e.g. a judge sampled at temperature > 0), "
+                                                    "instead of re-using that answer (a failed judgment under "
+                                                    "the strict parse, re-read by `parse: paper`).")
 
 
 class LiteLLMJudge(Judge):
@@ -111,7 +121,7 @@ class LiteLLMJudge(Judge):
 
     # -- judging -------------------------------------------------------------------------------------------
     def judge(self, items: Sequence[JudgeItem], *, progress: Any = None) -> list[Judgment]:
-        from sami_toolkit.judging.cache import open_cache
+        from sami_toolkit.judging.cache import UNPARSED, open_cache
 
         prepared = self._prepare(items)
         results: list[Judgment | None] = [None] * len(prepared)
@@ -123,7 +133,14 @@ class LiteLLMJudge(Judge):
             first: dict[str, _Prepared] = {}
             for p in prepared:
                 hit = cache.get(p.key) if cache is not None else None
-                if hit is not None:
+                if hit is not None and hit.verdict == UNPARSED and self.options.reask_unparsed:
+                    hit = None
+                if hit is not None and hit.verdict == UNPARSED:  # the judge's answer, read again by the caller
+                    results[p.index] = Judgment(id=p.item.id, verdict="failed", raw=clean(hit.raw), cost=0.0,
+                                                cached=True, error=_UNPARSED_ERROR + " (cached answer)")
+                    if progress is not None:
+                        progress(1)
+                elif hit is not None:
                     results[p.index] = Judgment(id=p.item.id, verdict=hit.verdict,  # type: ignore[arg-type]
                                                 raw=clean(hit.raw), cost=0.0, cached=True)
                     if progress is not None:
@@ -181,9 +198,13 @@ class LiteLLMJudge(Judge):
                     verdict = parse_final_answer(completion.text)
                     raw = clean(completion.text)
                     if verdict is None:
-                        results[p.index] = Judgment(
-                            id=p.item.id, verdict="failed", raw=raw, cost=completion.cost,
-                            error="could not parse a final answer: expected 'Final Response: A' or 'B'")
+                        results[p.index] = Judgment(id=p.item.id, verdict="failed", raw=raw, cost=completion.cost,
+                                                    error=_UNPARSED_ERROR)
+                        if cache is not None and raw.strip():  # the answer itself: `parse: paper` may read it
+                            from sami_toolkit.judging.cache import UNPARSED
+
+                            cache.put(p.key, verdict=UNPARSED, raw=raw, cost=completion.cost,
+                                      model=self.options.model)
                     else:
                         results[p.index] = Judgment(id=p.item.id, verdict=verdict, raw=raw, cost=completion.cost)
                         if cache is not None:

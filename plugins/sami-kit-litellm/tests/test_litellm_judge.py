@@ -65,7 +65,8 @@ def cache_rows(path: Path) -> list[tuple[str, str]]:
         return conn.execute("SELECT verdict, raw FROM judgments").fetchall()
 
 
-def test_counts_add_up_failures_are_not_cached_and_rerun_makes_no_calls(server: OpenAIServer, tmp_path: Path) -> None:
+def test_counts_add_up_failed_calls_are_not_cached_and_rerun_makes_no_calls(server: OpenAIServer,
+                                                                             tmp_path: Path) -> None:
     cache = tmp_path / "j.sqlite"
     # q3 always gets a 500, q5 always gets an unparseable answer, the rest are judged
     server.fault = lambda req, n: Fault("500") if "Human: question 3\n" in last_user_message(req) else None
@@ -82,18 +83,22 @@ def test_counts_add_up_failures_are_not_cached_and_rerun_makes_no_calls(server: 
     assert server.count == 12 + 1  # q3 was retried once
     assert all(o.cost > 0 for i, o in enumerate(outcomes) if i not in (3, 5))
     rows = cache_rows(cache)
-    assert len(rows) == 10 and {v for v, _ in rows} == {"A", "B"}  # failures never cached
+    # the failed call is never cached; the unparseable answer is kept as the judge's text, never as a verdict
+    assert len(rows) == 11 and sorted(v for v, _ in rows).count("unparsed") == 1
+    assert {v for v, _ in rows} == {"A", "B", "unparsed"} and ("unparsed", "I think both are fine.") in rows
 
     before = server.count
     again = judge_pairs(make_judge(server, cache), pairs(12))
-    # only the two failures are asked again (q3 twice: one retry)
-    assert server.count - before == 3
+    # only the failed call is asked again (q3 twice: one retry); q5's answer comes back from the cache, still a failure
+    assert server.count - before == 2
     assert [o.outcome for o in again] == [o.outcome for o in outcomes]
-    assert all(o.cached and o.cost == 0.0 for i, o in enumerate(again) if i not in (3, 5))
+    assert all(o.cached and o.cost == 0.0 for i, o in enumerate(again) if i != 3)
+    assert again[5].outcome is None and "could not parse" in (again[5].error or "")
+    assert again[5].raw == ["I think both are fine."]
 
     server.fault = None
     server.reply = base_reply
-    judge_pairs(make_judge(server, cache), pairs(12))
+    judge_pairs(make_judge(server, cache, reask_unparsed=True), pairs(12))  # q5 asked again, its verdict replaces
     before = server.count
     final = judge_pairs(make_judge(server, cache), pairs(12))
     assert server.count == before  # everything cached now: zero new API calls
@@ -268,3 +273,27 @@ def test_default_variable_key_never_leaks_when_the_server_echoes_it(
     blob += captured.out + captured.err + caplog.text
     assert "***" in str(info.value)
     assert OPENAI_KEY not in blob and FAKE_KEY not in blob
+
+
+def test_unparsed_answers_are_cached_so_the_paper_parse_never_pays_twice(server: OpenAIServer, tmp_path: Path) -> None:
+    """Spec §10.15: a judge answering "Final Response: A and B" fails under the strict parse and ties under
+    ``parse="paper"``. The first (strict) run caches that answer; a rerun with the paper parse makes zero server
+    calls and turns it into a tie; ``reask_unparsed`` asks again."""
+    cache = tmp_path / "j.sqlite"
+    base_reply = server.reply
+    server.reply = lambda req: ("Comparison: both are fine.\nFinal Response: A and B"
+                                if "Human: question 1\n" in last_user_message(req) else base_reply(req))
+    strict = judge_pairs(make_judge(server, cache), pairs(4))
+    assert [o.outcome for o in strict] == [1.0, None, 1.0, 1.0] and server.count == 4
+    paper = judge_pairs(make_judge(server, cache), pairs(4), parse="paper")
+    assert server.count == 4  # the second run makes 0 server calls
+    assert [o.outcome for o in paper] == [1.0, 0.5, 1.0, 1.0] and all(o.cached and o.cost == 0 for o in paper)
+    assert paper[1].raw == ["Comparison: both are fine.\nFinal Response: A and B"] and paper[1].error is None
+    # the other way round too: a paper-parse run first, a strict rerun reads the same cached answer
+    fresh = tmp_path / "k.sqlite"
+    judge_pairs(make_judge(server, fresh), pairs(4), parse="paper")
+    assert server.count == 8
+    again = judge_pairs(make_judge(server, fresh), pairs(4))
+    assert server.count == 8 and again[1].outcome is None and "could not parse" in (again[1].error or "")
+    judge_pairs(make_judge(server, fresh, reask_unparsed=True), pairs(4))
+    assert server.count == 9  # only the unparsed item is asked again

@@ -35,6 +35,9 @@ class Items:
     verdicts: list[list[str]] = field(default_factory=list)
     #: the ``stats_settings`` the file was written with (``ties``, ``bootstrap``, ``seed``); empty if none
     settings: dict[str, Any] = field(default_factory=dict)
+    #: both responses' texts where the records carry them (``candidate`` / ``baseline``): style control's input
+    text_test: list[str | None] = field(default_factory=list)
+    text_baseline: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.outcome)
@@ -80,6 +83,8 @@ def items_from_records(records: Iterable[Mapping[str, Any]], *, source: str = "i
         out.position.append(pos if pos in ("A", "B") else None)
         verdicts = rec.get("verdicts")
         out.verdicts.append([str(v) for v in verdicts] if isinstance(verdicts, list) else [])
+        out.text_test.append(rec["candidate"] if isinstance(rec.get("candidate"), str) else None)
+        out.text_baseline.append(rec["baseline"] if isinstance(rec.get("baseline"), str) else None)
         if i == 1 and rec.get(STATS_SETTINGS_KEY) is not None:
             out.settings = _parse_settings(rec[STATS_SETTINGS_KEY], where)
     return out

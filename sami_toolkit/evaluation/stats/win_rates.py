@@ -45,8 +45,8 @@ from sami_toolkit.evaluation.stats.items import Items, tie_values
 from sami_toolkit.evaluation.stats.length_corrected import balanced, lc_glm, logistic
 from sami_toolkit.evaluation.stats.proportions import proportion_summary
 
-GateMetric = Literal["win_rate", "lc_win_rate", "balanced_win_rate"]
-GATE_METRICS: tuple[str, ...] = ("win_rate", "lc_win_rate", "balanced_win_rate")
+GateMetric = Literal["win_rate", "lc_win_rate", "balanced_win_rate", "sc_win_rate"]
+GATE_METRICS: tuple[str, ...] = ("win_rate", "lc_win_rate", "balanced_win_rate", "sc_win_rate")
 
 DEFAULT_BOOTSTRAP = 1000
 #: the most bootstrap replicates accepted (beyond ~10,000 a 95% percentile CI no longer moves; the bound keeps a
@@ -94,6 +94,13 @@ class WinRateStats:
     lc_ci_low: float | None = None
     lc_ci_high: float | None = None
     lc_ci_method: str | None = None
+    #: style control (:mod:`.style`): the rate at equal length and markdown, its bootstrap CI, the coefficients
+    sc_win_rate: float | None = None
+    sc_sem: float | None = None
+    sc_ci_low: float | None = None
+    sc_ci_high: float | None = None
+    sc_ci_method: str | None = None
+    sc_coefficients: dict[str, float] = field(default_factory=dict)
     length_coefficient: float | None = None
     bootstrap: int = 0
     seed: int = 0
@@ -114,6 +121,8 @@ class WinRateStats:
             return self.balanced_win_rate, self.balanced_ci_low, self.balanced_ci_high
         if name == "lc_win_rate":
             return self.lc_win_rate, self.lc_ci_low, self.lc_ci_high
+        if name == "sc_win_rate":
+            return self.sc_win_rate, self.sc_ci_low, self.sc_ci_high
         raise ConfigError(f"unknown metric '{name}'; use one of: {', '.join(GATE_METRICS)}")
 
 
@@ -175,6 +184,13 @@ def compute_stats(items: Items, *, ties: str = "half", bootstrap: int = DEFAULT_
         logistic(result, o_l, delta)
         lc_labels = np.where(o_l == 0.5, tie_value if tie_value is not None else 0.5, o_l)
         lc_glm(result, lc_labels, delta, bootstrap=bootstrap, seed=seed)
+        from sami_toolkit.evaluation.stats.style import style_control
+
+        texts = [(t, b) for t, b, k in zip(items.text_test or [None] * n_total, items.text_baseline or [None] * n_total,
+                                          keep) if k]
+        text_t = [t for (t, _), h in zip(texts, has_len) if h]
+        text_b = [b for (_, b), h in zip(texts, has_len) if h]
+        style_control(result, lc_labels, lt[has_len], lb[has_len], text_t, text_b, bootstrap=bootstrap, seed=seed)
 
     # ----- bootstrap CI of the raw rate (reported beside the analytic one; cells = distinct outcome values)
     if bootstrap > 0:
