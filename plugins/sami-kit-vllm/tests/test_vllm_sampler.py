@@ -148,3 +148,28 @@ def test_engine_load_failure_is_exit_4(vllm_module: Any, tmp_path: Path) -> None
 def test_missing_model_path_is_a_config_error(vllm_module: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         _sampler().generate(str(tmp_path / "nope"), ["x"])
+
+
+def test_ctrl_c_taken_by_another_thread_still_interrupts_the_main_thread() -> None:
+    """While vLLM blocks the main thread in C (a ZeroMQ poll), a Ctrl-C the kernel hands to another thread never
+    interrupted it: the run hung until vLLM's 10-minute start-up timeout. Here the signal lands on a helper thread
+    while the main thread sleeps in C; the adapter's guard re-sends it to the main thread."""
+    import signal
+    import threading
+    import time
+
+    from sami_kit_vllm.engine import ctrl_c_reaches_the_main_thread
+
+    def ctrl_c_on_this_thread() -> None:
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # delivered to this thread, not the main one
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_reaches_the_main_thread():
+            threading.Thread(target=ctrl_c_on_this_thread, daemon=True).start()
+            time.sleep(8)  # C-level sleep: only a signal delivered to this thread interrupts it
+    assert time.monotonic() - start < 4, "the main thread was not interrupted"
+    # the guard restored the previous wake-up fd (none) and stopped its watcher
+    assert signal.set_wakeup_fd(-1) == -1
+    assert not [t for t in threading.enumerate() if t.name == "sami-kit-vllm-sigint"]

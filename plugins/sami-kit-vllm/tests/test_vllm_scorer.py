@@ -174,15 +174,28 @@ def test_mi_summary_matches_the_formulas() -> None:
 
 
 def test_too_long_sequences_are_a_config_error(vllm_module: Any, vllm_model_dir: Path, engine_options: dict) -> None:
+    """A sequence longer than the engine's max_model_len is the user's setting (exit 2), with vLLM's numbers: the fake
+    raises ValueError, real vLLM 0.32 a VLLMValidationError (not a ValueError). The engine keeps serving."""
     from sami_toolkit.core.errors import ConfigError
 
-    from sami_kit_vllm.engine import VLLMEngineOptions
+    from sami_kit_vllm.engine import VLLMEngine, VLLMEngineOptions
     from sami_kit_vllm.scorer import score_logprobs
 
-    options = VLLMEngineOptions(**{**engine_options, "max_model_len": 16})
+    limit = engine_options["max_model_len"]
+    engine = VLLMEngine(VLLMEngineOptions(**engine_options))
+    engine.get(str(vllm_model_dir))
+    long_prompt = " ".join([PROMPTS[0]] * 40)
+    n_tokens = 1 + len(engine.tokenizer()(long_prompt, add_special_tokens=False)["input_ids"])
+    assert n_tokens > limit, "precondition: the prompt must not fit"
     with pytest.raises(ConfigError, match="vLLM rejected a request") as info:
-        score_logprobs(str(vllm_model_dir), [PROMPTS[0] * 3], [RESPONSES[0]], options=options)
-    assert "max_length" in (info.value.hint or "")
-    # truncating the prompt from the left (after the BOS) makes it fit, as in the core's score_matrix
-    got, = score_logprobs(str(vllm_model_dir), [PROMPTS[0] * 3], [RESPONSES[0]], options=options, max_length=15)
+        score_logprobs(engine, [long_prompt], [RESPONSES[0]])
+    assert info.value.exit_code == 2
+    assert str(limit) in info.value.message  # vLLM's own numbers: the limit ...
+    assert any(str(n) in info.value.message for n in range(n_tokens, n_tokens + 30))  # ... and the request's length
+    assert "max_length" in (info.value.hint or "") and f"max_model_len (now {limit})" in (info.value.hint or "")
+    assert "\n" not in info.value.message
+    # the engine survived the rejected request; truncating the prompt from the left (after the BOS) makes it fit,
+    # as in the core's score_matrix
+    got, = score_logprobs(engine, [long_prompt], [RESPONSES[0]], max_length=limit - 20)
     assert math.isfinite(got) and got < 0
+    engine.close()
