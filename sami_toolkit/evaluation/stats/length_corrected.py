@@ -150,13 +150,23 @@ def lc_glm(result: "WinRateStats", labels: Any, delta: Any, *, bootstrap: int, s
         return
     check_bootstrap_work(bootstrap, len(cc))
     boot = _lc_bootstrap(cy, cx, cc, beta[0], bootstrap=bootstrap, seed=seed, n=n)
+    set_bootstrap_ci(result, "lc", boot, model="LC GLM")
+
+
+def set_bootstrap_ci(result: "WinRateStats", metric: str, boot: Any, *, model: str) -> None:
+    """``{metric}_sem`` and the 95% percentile CI of a refitting bootstrap's rates (``nan`` = a replicate whose
+    fit did not converge: left out, and counted in a note), for the LC and style-controlled win rates."""
+    import numpy as np
+
     good = boot[~np.isnan(boot)]
     if len(good) < len(boot):
-        result.notes.append(f"{len(boot) - len(good)} bootstrap replicate(s) of the LC GLM did not converge")
+        result.notes.append(f"{len(boot) - len(good)} bootstrap replicate(s) of the {model} did not converge")
     if len(good):
-        result.lc_sem = float(good.std(ddof=1)) if len(good) > 1 else 0.0
-        result.lc_ci_low, result.lc_ci_high = (float(v) for v in np.quantile(good, [0.025, 0.975]))
-        result.lc_ci_method = "bootstrap percentile"
+        setattr(result, f"{metric}_sem", float(good.std(ddof=1)) if len(good) > 1 else 0.0)
+        low, high = (float(v) for v in np.quantile(good, [0.025, 0.975]))
+        setattr(result, f"{metric}_ci_low", low)
+        setattr(result, f"{metric}_ci_high", high)
+        setattr(result, f"{metric}_ci_method", "bootstrap percentile")
 
 
 def check_bootstrap_work(bootstrap: int, n_cells: int) -> None:

@@ -148,7 +148,7 @@ def style_control(result: "WinRateStats", labels: Any, len_test: Any, len_baseli
     """Fill ``result.sc_*`` (see the module docstring); notes for what could not be computed."""
     import numpy as np
 
-    from sami_toolkit.evaluation.stats.length_corrected import LC_L2
+    from sami_toolkit.evaluation.stats.length_corrected import LC_L2, set_bootstrap_ci
 
     y = np.asarray(labels, dtype=float)
     n = len(y)
@@ -184,11 +184,4 @@ def style_control(result: "WinRateStats", labels: Any, len_test: Any, len_baseli
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(float)
         b, conv = fit_style(x, y, w, l2=LC_L2, start=beta[0], tol=1e-9, max_iter=30)
         rates.append(np.where(conv, 1 / (1 + np.exp(-b[:, 0])), np.nan))
-    boot = np.concatenate(rates)
-    good = boot[~np.isnan(boot)]
-    if len(good) < len(boot):
-        result.notes.append(f"{len(boot) - len(good)} bootstrap replicate(s) of the style model did not converge")
-    if len(good):
-        result.sc_sem = float(good.std(ddof=1)) if len(good) > 1 else 0.0
-        result.sc_ci_low, result.sc_ci_high = (float(v) for v in np.quantile(good, [0.025, 0.975]))
-        result.sc_ci_method = "bootstrap percentile"
+    set_bootstrap_ci(result, "sc", np.concatenate(rates), model="style model")
