@@ -199,12 +199,15 @@ def _train_step(request: TrainRequest, options: DeepSpeedOptions, run: _Rank, st
                           reference_model=run.reference, backward=backward, total_queries=request.batch_size,
                           weight_scale=run.world)
     norm = state.get("norm") if options.zero_stage == 0 else engine.get_global_grad_norm()
-    totals = torch.tensor([metrics["loss"] * len(local), float(metrics["tokens"]),
-                           metrics.get("kl", 0.0) * len(local)], dtype=torch.float64, device=run.device)
+    # sums over the ranks' queries; the loss's two halves too (spec §1.3), so trackers see L_row and L_col
+    parts = ("loss", "loss_row", "loss_col", "kl")
+    totals = torch.tensor([float(metrics["tokens"]), *(metrics.get(k, 0.0) * len(local) for k in parts)],
+                          dtype=torch.float64, device=run.device)
     dist.all_reduce(totals)
-    summary = {"loss": float(totals[0]) / request.batch_size, "tokens": int(totals[1])}
-    if "kl" in metrics:
-        summary["kl"] = float(totals[2]) / request.batch_size
+    summary = {"tokens": int(totals[0])}
+    for key, total in zip(parts, totals[1:].tolist()):
+        if key in metrics:
+            summary[key] = total / request.batch_size
     return T.step_metrics(step, lr, float(norm) if norm is not None else float("nan"),
                           time.perf_counter() - started, summary)
 

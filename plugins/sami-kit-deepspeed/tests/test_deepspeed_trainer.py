@@ -124,6 +124,8 @@ def test_single_process_update_equals_the_torch_trainer(tiny_model_dir, pairs_fi
     ours, theirs = result.metrics[0], reference.metrics[0]
     assert result.precision == reference.precision == "fp32"
     assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
+    for part in ("loss_row", "loss_col"):  # the loss's halves reach train.json and the trackers (spec §1.3)
+        assert ours[part] == pytest.approx(theirs[part], rel=1e-5), part
     assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-4)
     assert ours["tokens"] == theirs["tokens"] and ours["lr"] == theirs["lr"]
 
@@ -154,7 +156,8 @@ def test_two_gloo_ranks_end_with_identical_weights(tiny_model_dir, pairs_file, t
     assert ranks[0]["final_sha256"] == ranks[1]["final_sha256"]
     assert ranks[0]["initial_sha256"] == ranks[1]["initial_sha256"] != ranks[0]["final_sha256"]
 
-    assert result.metrics[0]["loss"] == pytest.approx(reference.metrics[0]["loss"], rel=1e-5)
+    for key in ("loss", "loss_row", "loss_col"):  # summed over both ranks' queries
+        assert result.metrics[0][key] == pytest.approx(reference.metrics[0][key], rel=1e-5), key
     assert result.metrics[0]["grad_norm"] == pytest.approx(reference.metrics[0]["grad_norm"], rel=1e-4)
     trained, expected = _weights(result.checkpoint_dir), _weights(reference.checkpoint_dir)
     assert all(torch.allclose(trained[k], expected[k], atol=1e-5) for k in expected)
