@@ -81,7 +81,7 @@ def run_calibration(judge: Any, config: "CalibrationConfig", *, task: str, const
                     seed: int, judge_fn: Any = None) -> CalibrationResult:
     """Judge every labelled pair in both orders and compare the verdicts with the labels (``judge_fn``: the
     run's judging function, e.g. with its verdict parser; default :func:`guarded_judge_pairs`)."""
-    from sami_toolkit.judging.pairwise import ComparisonPair, guarded_judge_pairs
+    from sami_toolkit.judging.pairwise import ComparisonPair, guarded_judge_pairs, other_position
     from sami_toolkit.text.prompts import format_judge_query, get_templates
 
     rows = load_calibration(config.path)
@@ -100,7 +100,7 @@ def run_calibration(judge: Any, config: "CalibrationConfig", *, task: str, const
 
     first, second = [], []
     for o in outcomes:
-        slots = [o.candidate_position, "B" if o.candidate_position == "A" else "A"]
+        slots = [o.candidate_position, other_position(o.candidate_position)]
         verdicts = list(o.verdicts) + ["failed"] * (2 - len(o.verdicts))
         first.append(named(verdicts[0], slots[0]))
         second.append(named(verdicts[1], slots[1]))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sami_toolkit.core.errors import ConfigError
+from sami_toolkit.evaluation.stats.items import TIE_POLICIES, scored_outcome
 
 #: the metrics history shows, when present
 HISTORY_METRICS: tuple[str, ...] = ("win_rate", "lc_win_rate", "sc_win_rate", "balanced_win_rate")
@@ -56,21 +57,13 @@ def _metrics_from_summary(s: dict[str, Any]) -> dict[str, tuple[Any, Any, Any]]:
     return {m: (s.get(v), s.get(lo), s.get(hi)) for m, (v, lo, hi) in keys.items() if s.get(v) is not None}
 
 
-def _scored(outcome: Any, ties: str) -> float | None:
-    if outcome is None:
-        return None
-    if outcome == 0.5:
-        return {"half": 0.5, "loss": 0.0, "drop": None}.get(ties, 0.5)
-    return float(outcome)
-
-
 def _read_outcomes(path: Path, ties: str) -> dict[str, float]:
     from sami_toolkit.core.io import read_jsonl
 
     out: dict[str, float] = {}
     for i, row in enumerate(read_jsonl(path), start=1):
         if isinstance(row, dict) and "id" in row:
-            v = _scored(row.get("outcome"), ties)
+            v = scored_outcome(row.get("outcome"), ties)
             if v is not None:
                 out[str(row["id"])] = v
     return out
@@ -84,6 +77,7 @@ def _from_summary(path: Path) -> Checkpoint:
         raise ConfigError(f"{path}: not an eval compare summary (no 'win_rate')",
                           hint="give summary.json files, eval compare --out-dir directories or run directories")
     ties = str(data.get("tie_policy") or "half")
+    ties = ties if ties in TIE_POLICIES else "half"  # a summary from elsewhere: its ties count as halves
     judgments = path.parent / "judgments.jsonl"
     gate = data.get("gate") or {}
     return Checkpoint(label=str(data.get("candidate") or path.parent.name), baseline=str(data.get("baseline") or "?"),

@@ -59,16 +59,15 @@ def principle_table(outcomes: dict[str, list[float | None]], *, ties: str, margi
     adjustment across principles (family-wise ``alpha / 2`` per direction, as the 95% CI) and the verdict."""
     import math
 
+    from sami_toolkit.evaluation.stats.items import scored_outcome
     from sami_toolkit.evaluation.stats.multiple import holm_adjust, one_sided_p
     from sami_toolkit.evaluation.stats.proportions import agresti_coull_variance, proportion_summary
 
     threshold = 0.5 - margin
-    tie_value = {"half": 0.5, "loss": 0.0, "drop": None}[ties]
     rows = []
     for name, values in outcomes.items():
         failed = sum(v is None for v in values)
-        scored = [tie_value if v == 0.5 else v for v in values if v is not None]
-        scored = [v for v in scored if v is not None]
+        scored = [s for s in (scored_outcome(v, ties) for v in values) if s is not None]
         n = len(scored)
         row: dict[str, Any] = {"principle": name, "n": n, "wins": sum(v == 1.0 for v in values),
                                "ties": sum(v == 0.5 for v in values), "losses": sum(v == 0.0 for v in values),

@@ -15,19 +15,12 @@ if TYPE_CHECKING:  # pragma: no cover
 FLIP_WARNING = 0.2
 
 
-def _order_outcome(verdict: str, slot: str) -> float | None:
-    if verdict == "tie":
-        return 0.5
-    if verdict in ("A", "B"):
-        return 1.0 if verdict == slot else 0.0
-    return None
-
-
 def probe_health(health: dict[str, Any], judge: Any, pairs: Sequence[Any], positions: Sequence[str],
                  outcomes: Sequence[Any], len_c: Sequence[int], len_b: Sequence[int], config: "EvalConfig", *,
                  judge_fn: Callable[..., list[Any]]) -> float:
     """Add ``position_flip_rate`` / ``_n`` and the length correlation to ``health``; returns the probe's cost."""
     from sami_toolkit.evaluation.stats.probe import flip_rate, length_correlation
+    from sami_toolkit.judging.pairwise import order_outcome, other_position
 
     health.update(length_correlation([o.outcome for o in outcomes], len_c, len_b))
     cost = 0.0
@@ -36,13 +29,12 @@ def probe_health(health: dict[str, Any], judge: Any, pairs: Sequence[Any], posit
     if config.both_orders:
         for o in outcomes:
             if len(o.verdicts) >= 2:
-                first, other = o.candidate_position, "B" if o.candidate_position == "A" else "A"
-                original.append(_order_outcome(o.verdicts[0], first))
-                swapped.append(_order_outcome(o.verdicts[1], other))
+                original.append(order_outcome(o.verdicts[0], o.candidate_position))
+                swapped.append(order_outcome(o.verdicts[1], other_position(o.candidate_position)))
         source = "both orders of every item"
     elif config.probe > 0 and pairs:
         sample = sorted(random.Random(f"probe:{config.seed}").sample(range(len(pairs)), min(config.probe, len(pairs))))
-        flipped_slots = ["B" if positions[i] == "A" else "A" for i in sample]
+        flipped_slots = [other_position(positions[i]) for i in sample]
         again = judge_fn(judge, [pairs[i] for i in sample], seed=config.seed, both_orders=False,
                          positions=flipped_slots)
         cost = sum(o.cost for o in again)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from sami_toolkit.evaluation.config import EvalConfig
     from sami_toolkit.evaluation.stats import GateResult, WinRateStats
-    from sami_toolkit.evaluation.stats.sequential import Look, SequentialDesign
+    from sami_toolkit.evaluation.stats.sequential import Look
     from sami_toolkit.judging.pairwise import ComparisonPair, PairOutcome
 
 
@@ -26,16 +26,11 @@ def judging_order(n: int, seed: int) -> list[int]:
     return order
 
 
-def _scored(outcome: float, ties: str) -> float | None:
-    if outcome == 0.5:
-        return {"half": 0.5, "loss": 0.0, "drop": None}[ties]
-    return outcome
-
-
 def judge_in_rounds(judge: Any, pairs: Sequence["ComparisonPair"], positions: Sequence[str],
                     config: "EvalConfig", *, judge_fn: Callable[..., list["PairOutcome"]],
                     report: Callable[[str], Any] | None = None) -> tuple[list["PairOutcome | None"], dict[str, Any]]:
     """``(outcome per pair or None when not judged, the sequential summary)``."""
+    from sami_toolkit.evaluation.stats.items import scored_outcome
     from sami_toolkit.evaluation.stats.sequential import SequentialDesign, evaluate_look
 
     seq = config.sequential
@@ -56,7 +51,7 @@ def judge_in_rounds(judge: Any, pairs: Sequence["ComparisonPair"], positions: Se
             if o.outcome is None:
                 failures += 1
             else:
-                v = _scored(o.outcome, config.ties)
+                v = scored_outcome(o.outcome, config.ties)
                 if v is not None:
                     scored.append(v)
         done = n_k

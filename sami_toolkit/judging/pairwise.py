@@ -229,7 +229,13 @@ def _item(pair: ComparisonPair, candidate_position: Position) -> "JudgeItem":
                      response_a=a, response_b=b, task=pair.task)
 
 
-def _order_outcome(verdict: str, candidate_position: str) -> float | None:
+def other_position(position: str) -> Position:
+    """The other slot: "A" <-> "B" (the second order of a pair, or a probe's swapped position)."""
+    return "B" if position == "A" else "A"
+
+
+def order_outcome(verdict: str, candidate_position: str) -> float | None:
+    """One order's verdict as the candidate's outcome: 1 it won, 0 it lost, 0.5 a tie, None a failed verdict."""
     if verdict == "tie":
         return 0.5
     if verdict in ("A", "B"):
@@ -240,7 +246,7 @@ def _order_outcome(verdict: str, candidate_position: str) -> float | None:
 def combine_orders(verdicts: Sequence[str], positions: Sequence[str]) -> float | None:
     """One outcome from per-order verdicts (MT-Bench reconciliation, anchors-eval §4): a failed order fails the
     item; the orders must agree on a winner, otherwise (or if either says tie) it is a tie."""
-    outcomes = [_order_outcome(v, p) for v, p in zip(verdicts, positions)]
+    outcomes = [order_outcome(v, p) for v, p in zip(verdicts, positions)]
     if not outcomes or any(o is None for o in outcomes):
         return None
     if len(set(outcomes)) == 1:
@@ -265,7 +271,7 @@ def judge_pairs(judge: "Judge", pairs: Sequence[ComparisonPair], *, seed: int = 
     if positions is not None and len(positions) != len(pairs):
         raise ValueError(f"{len(positions)} positions for {len(pairs)} pairs")
     first = list(positions) if positions is not None else assign_positions(len(pairs), seed)
-    orders: list[list[Position]] = [[p, "B" if p == "A" else "A"] if both_orders else [p]  # type: ignore[misc]
+    orders: list[list[Position]] = [[p, other_position(p)] if both_orders else [p]  # type: ignore[misc]
                                     for p in first]
     items = [_item(pair, pos) for pair, poss in zip(pairs, orders) for pos in poss]
     judgments: list[Judgment] = list(judge.judge(items, progress=progress)) if items else []

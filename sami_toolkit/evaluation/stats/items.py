@@ -123,6 +123,14 @@ def load_items(path: str | Path) -> Items:
     return items
 
 
+def scored_outcome(outcome: float | None, ties: str) -> float | None:
+    """One judged item's value for a win rate: 1 win, 0 loss, a tie as ``ties`` says (:func:`tie_values`);
+    ``None`` for a failed judgment or a dropped tie."""
+    if outcome is None:
+        return None
+    return tie_values(ties) if outcome == 0.5 else float(outcome)
+
+
 def tie_values(ties: str) -> float | None:
     """The value a tie counts as under ``ties`` (``None`` = dropped)."""
     if ties not in TIE_POLICIES:
