@@ -240,6 +240,16 @@ class JsonlAppender:
 
 
 # -------------------------------------------------------------------------------------------------- hashing
+def hash_data(*parts: Any) -> str:
+    """A short, stable key of JSON-able values (sorted keys; ``str`` for anything else): what a file cache of
+    computed results is named by, so the same inputs find the same file."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 def hash_path(path: str | Path) -> str:
     """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
     path = Path(path)

@@ -428,20 +428,17 @@ class InstructMIEvaluator(MIEvaluator):
                                                                 "out_dir.")
 
     def evaluate(self, context: EvalContext) -> dict[str, Any]:
-        import json
-
-        from sami_toolkit.core.io import atomic_write_json
+        from sami_toolkit.core.io import atomic_write_json, hash_data, read_json
 
         cache_dir = context.options.get("cache_dir")
         key = None
         if cache_dir:
-            import hashlib
-
-            payload = json.dumps([context.baseline_model, self.options.model_dump(mode="json"),
-                                  [[q.id, q.text] for q in context.queries], context.seed], sort_keys=True)
-            key = Path(cache_dir) / f"mi-instruct-{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
-            if key.is_file():
-                return json.loads(key.read_text(encoding="utf-8"))
+            key = Path(cache_dir) / "mi-instruct-{}.json".format(hash_data(
+                context.baseline_model, self.options.model_dump(mode="json"),
+                [[q.id, q.text] for q in context.queries], context.seed))
+            cached = read_json(key)
+            if isinstance(cached, dict):
+                return cached
         result = super().evaluate(context)
         if key is not None:
             atomic_write_json(key, result)

@@ -8,8 +8,6 @@ happen inside the functions.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -144,22 +142,14 @@ def generate(sampler: "Sampler", model: str, prompts: Sequence[str], *, task: st
     return [postprocess_response(task, r, templates) for r in raw] if postprocess else list(raw)
 
 
-def _hash(*parts: Any) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
 def cached_generate(cache_dir: Path, sampler: "Sampler", model: str, prompts: Sequence[str], *, task: str,
                     templates: "PromptTemplates", label: str, postprocess: bool = True) -> list[str]:
     """:func:`generate` with a file cache keyed by (model, sampler name and options, prompts): the base model's
     responses are identical at every iteration, so they are sampled once (spec §8.2 uses greedy decoding)."""
-    from sami_toolkit.core.io import atomic_write_jsonl, read_jsonl
+    from sami_toolkit.core.io import atomic_write_jsonl, hash_data, read_jsonl
 
     options = sampler.options.model_dump() if hasattr(sampler.options, "model_dump") else {}
-    key = _hash(model, sampler.name, options, list(prompts), postprocess)
+    key = hash_data(model, sampler.name, options, list(prompts), postprocess)
     path = Path(cache_dir) / f"responses-{key}.jsonl"
     if path.is_file():
         rows = read_jsonl(path)
