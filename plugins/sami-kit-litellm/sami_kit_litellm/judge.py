@@ -32,6 +32,7 @@ from sami_toolkit.core.records import JudgeItem, Judgment
 from sami_toolkit.core.errors import BudgetExceeded, ConfigError
 from sami_toolkit import Scrubber
 from sami_toolkit.judging import PARSER_VERSION, parse_final_answer, render_judge_prompt, resolve_templates
+from sami_toolkit.judging.cache import UNPARSED
 
 from .client import ApiClient, ApiOptions, CallFailed, fatal_error, run_sync
 
@@ -121,7 +122,7 @@ class LiteLLMJudge(Judge):
 
     # -- judging -------------------------------------------------------------------------------------------
     def judge(self, items: Sequence[JudgeItem], *, progress: Any = None) -> list[Judgment]:
-        from sami_toolkit.judging.cache import UNPARSED, open_cache
+        from sami_toolkit.judging.cache import open_cache
 
         prepared = self._prepare(items)
         results: list[Judgment | None] = [None] * len(prepared)
@@ -135,14 +136,12 @@ class LiteLLMJudge(Judge):
                 hit = cache.get(p.key) if cache is not None else None
                 if hit is not None and hit.verdict == UNPARSED and self.options.reask_unparsed:
                     hit = None
-                if hit is not None and hit.verdict == UNPARSED:  # the judge's answer, read again by the caller
-                    results[p.index] = Judgment(id=p.item.id, verdict="failed", raw=clean(hit.raw), cost=0.0,
-                                                cached=True, error=_UNPARSED_ERROR + " (cached answer)")
-                    if progress is not None:
-                        progress(1)
-                elif hit is not None:
-                    results[p.index] = Judgment(id=p.item.id, verdict=hit.verdict,  # type: ignore[arg-type]
-                                                raw=clean(hit.raw), cost=0.0, cached=True)
+                if hit is not None:  # an unparsed answer comes back failed, with its text for the caller's parse
+                    unparsed = hit.verdict == UNPARSED
+                    verdict = "failed" if unparsed else hit.verdict
+                    results[p.index] = Judgment(id=p.item.id, verdict=verdict,  # type: ignore[arg-type]
+                                                raw=clean(hit.raw), cost=0.0, cached=True,
+                                                error=_UNPARSED_ERROR + " (cached answer)" if unparsed else None)
                     if progress is not None:
                         progress(1)
                 elif p.key in first:
@@ -201,8 +200,6 @@ class LiteLLMJudge(Judge):
                         results[p.index] = Judgment(id=p.item.id, verdict="failed", raw=raw, cost=completion.cost,
                                                     error=_UNPARSED_ERROR)
                         if cache is not None and raw.strip():  # the answer itself: `parse: paper` may read it
-                            from sami_toolkit.judging.cache import UNPARSED
-
                             cache.put(p.key, verdict=UNPARSED, raw=raw, cost=completion.cost,
                                       model=self.options.model)
                     else:
